@@ -1,0 +1,57 @@
+"""The `heron` command line.
+
+Sub-commands live in small modules beside this one, one per capability; each
+exposes `add_parser(subparsers)` which registers its arguments and a `run`
+function. This module assembles them, sets threads once, and turns a
+`HeronError` into one line on stderr and exit code 2 (`--debug` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from heron.errors import HeronError
+
+# Modules under heron.cli that each add one or more sub-commands.
+COMMAND_MODULES = ("predict", "demo", "summary", "scratch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heron",
+        description="Practical deep learning for vision: transfer learning, "
+        "inspection and the classic course models on your own images.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"heron.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except HeronError as err:
+        if args.debug:
+            raise
+        print(f"heron: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("heron: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The model zoo: one registry, one interface, one file per family."""
+
+from heron.models._base import Backbone
+from heron.models._registry import build, names, register, weight_spec
+from heron.models._weights import (
+    WeightSpec,
+    download,
+    load_state_dict_file,
+    load_torchvision,
+    load_weights,
+    save_weights,
+)
+
+import importlib as _importlib
+
+# Family modules register their builders on import; add a family here.
+_FAMILIES: tuple[str, ...] = ()
+for _family in _FAMILIES:
+    _importlib.import_module(f"heron.models.{_family}")
+
+__all__ = [
+    "Backbone",
+    "WeightSpec",
+    "build",
+    "download",
+    "load_state_dict_file",
+    "load_torchvision",
+    "load_weights",
+    "names",
+    "register",
+    "save_weights",
+    "weight_spec",
+]
