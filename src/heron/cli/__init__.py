@@ -16,7 +16,7 @@ import sys
 from heron.errors import HeronError
 
 # Modules under heron.cli that each add one or more sub-commands.
-COMMAND_MODULES = ("predict", "demo", "summary", "scratch")
+COMMAND_MODULES = ("predict", "train", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

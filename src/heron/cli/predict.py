@@ -1,0 +1,74 @@
+"""`heron predict IMAGE...`: top-k labels for photos, from ImageNet or a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from heron.errors import ImageError
+
+DEFAULT_ARCH = "efficientnet_lite0"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="top-k labels for images (ImageNet, or a trained run with --model)",
+                       description="Predict the top-k labels of images or folders of images.")
+    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("--model", metavar="RUN", help="a run folder from `heron train` (default: ImageNet EfficientNet-Lite0)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, help="ImageNet architecture when no --model (default %(default)s)")
+    p.add_argument("--weights", default="imagenet", help="'imagenet' or a weights file for --arch")
+    p.add_argument("--topk", type=int, default=5, help="labels to show per image (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    p.set_defaults(func=run)
+
+
+def expand(paths: list[str]) -> tuple[list[Path], list[str]]:
+    """Files from the arguments (folders expanded); messages for arguments that are not there."""
+    from heron.data.images import find_images
+
+    files, errors = [], []
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            found = find_images(path)
+            if not found:
+                errors.append(f"{path}: no image files in this folder")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append(f"{path}: no such file; check the path")
+    return files, errors
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print predictions; exit 2 when a file named on the command line could not be used.
+
+    A bad file inside a folder is reported on stderr and the rest are predicted.
+    """
+    from heron.tasks.classify import predict_images
+
+    files, missing = expand(args.images)
+    for message in missing:
+        print(f"heron: error: {message}", file=sys.stderr)
+    if not files:
+        raise ImageError(f"{' '.join(args.images)}: nothing to predict; give image files or folders of images")
+    named = {Path(a) for a in args.images if Path(a).is_file()}
+    failed_named = bool(missing)
+    for result in predict_images(files, run=args.model, arch=args.arch, weights=args.weights,
+                                 topk=args.topk, batch_size=args.batch_size, progress=len(files) > 64):
+        if result.error:
+            print(f"heron: error: {result.error}", file=sys.stderr)
+            failed_named |= result.path in named
+            if args.json:
+                print(json.dumps({"file": str(result.path), "error": result.error}))
+        elif args.json:
+            print(json.dumps({"file": str(result.path), "predictions": result.top}))
+        else:
+            print(result.path)
+            for entry in result.top:
+                print(f"  {entry['prob']:.3f}  {entry['label']}")
+    return 2 if failed_named else 0

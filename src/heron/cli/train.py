@@ -1,0 +1,109 @@
+"""`heron train DATA` and `heron evaluate RUN DATA`: the transfer-learning job."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from heron.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def _unfreeze(value: str) -> str:
+    if value != "all" and not value.isdigit():
+        raise argparse.ArgumentTypeError("use a number of stages or 'all'")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="transfer learning on a folder of images",
+        description="Train a classifier on DATA: DATA/train/<class>/ + DATA/valid/<class>/, "
+        "one folder of class sub-folders (split with --valid-pct), or a CSV of path,label.",
+    )
+    p.add_argument("data", help="dataset folder or CSV file")
+    p.add_argument("--out", help="run folder (default runs/<data>-<time>)")
+    p.add_argument("--arch", default=_DEFAULTS.arch, help="backbone (default %(default)s; see `heron summary --list`)")
+    p.add_argument("--weights", default=_DEFAULTS.weights, help="'imagenet', a weights file, or 'none'")
+    p.add_argument("--size", type=int, nargs="+", metavar="PX", help="input size: 224, or H W such as 360 640")
+    p.add_argument("--crop-pct", type=float, help="fraction of the resized image kept by the center crop (1.0: all)")
+    p.add_argument("--head", choices=("gap", "linear", "dense"), default=_DEFAULTS.head,
+                   help="gap: pool+linear (default); linear: on the whole map; dense: BN/dropout/dense layers")
+    p.add_argument("--hidden", type=int, nargs="+", default=_DEFAULTS.hidden, help="dense head widths")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="head epochs (default %(default)s)")
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="head max learning rate (one-cycle)")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=_DEFAULTS.optimizer)
+    p.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
+    p.add_argument("--valid-pct", type=float, default=_DEFAULTS.valid_pct, help="held out when there is no valid/ folder")
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    p.add_argument("--no-precompute", dest="precompute", action="store_false",
+                   help="run the frozen trunk every epoch instead of caching its features")
+    p.add_argument("--precompute-aug", type=int, default=0, metavar="K", help="cache K augmented copies of each training image")
+    p.add_argument("--unfreeze", type=_unfreeze, metavar="N|all", help="then fine-tune the last N stages (or all)")
+    p.add_argument("--finetune-epochs", type=int, default=_DEFAULTS.finetune_epochs)
+    p.add_argument("--finetune-lr", type=float, default=_DEFAULTS.finetune_lr)
+    p.add_argument("--lr-ratio", type=float, default=_DEFAULTS.lr_ratio, help="earliest group's lr / last group's lr")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation while fine-tuning")
+    p.add_argument("--tta", choices=("flip", "multicrop"), help="test-time augmentation for the final scores")
+    p.add_argument("--clip", type=float, help="clip probabilities to [c, 1-c] for log loss")
+    p.add_argument("--patience", type=int, help="early stopping patience (epochs)")
+    p.add_argument("--lr-find", action="store_true", help="run the learning-rate finder first and plot it")
+    p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/heron/features)")
+    p.add_argument("--workers", type=int, help="image decoding processes")
+    p.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or auto")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="score a trained run on a labelled folder")
+    e.add_argument("run", help="run folder from `heron train`")
+    e.add_argument("data", help="labelled folder (class sub-folders, or train/valid layout: valid is scored)")
+    e.add_argument("--tta", choices=("flip", "multicrop"))
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=run_evaluate)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if values.get("weights") == "none":
+        values["weights"] = None
+    return TrainConfig(**values)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from heron.errors import TrainingError
+    from heron.tasks.classify import train
+    from heron.train.run import RunFolder
+
+    if args.resume:
+        if not args.out:
+            raise TrainingError("--resume needs --out RUN_FOLDER (the interrupted run)")
+        run = RunFolder(args.out)
+        if not run.exists("config.json"):
+            raise TrainingError(f"{args.out}: no config.json; nothing to resume (start a new run without --resume)")
+        config = TrainConfig.from_dict(run.read_json("config.json"))
+        config.quiet = args.quiet
+    else:
+        config = config_from_args(args)
+    result = train(config, resume=args.resume)
+    print(result.path)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from heron.tasks.classify import evaluate
+
+    scores = evaluate(args.run, args.data, tta=args.tta)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(f"images {scores['images']}  accuracy {scores['accuracy']:.4f}  log loss {scores['log_loss']:.4f}")
+        for message in scores["errors"]:
+            print(f"skipped: {message}")
+    return 0

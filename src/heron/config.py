@@ -1,0 +1,57 @@
+"""Configuration dataclasses: one per component, defaults a newcomer can trust.
+
+Command-line flags map one-to-one onto fields; a run folder's config.json is
+`asdict(config)`, and `--resume` reads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Transfer learning on a folder of images (`heron train`)."""
+
+    data: str = ""  # a folder (train/valid or class folders) or a CSV of path,label
+    out: str | None = None
+    arch: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    size: list[int] | None = None  # [224] or [360, 640]; None: the weights' own size
+    crop_pct: float | None = None  # None: the weights' own (0.875); 1.0 keeps the whole image
+    head: str = "gap"  # gap | linear | dense
+    hidden: list[int] = field(default_factory=lambda: [512])
+    dropout: float | None = None
+    epochs: int = 5
+    lr: float = 3e-3
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-2
+    valid_pct: float = 0.2
+    seed: int = 0
+    precompute: bool = True
+    precompute_aug: int = 0
+    unfreeze: str | None = None  # None, "all" or a number of stages
+    finetune_epochs: int = 3
+    finetune_lr: float = 1e-3
+    lr_ratio: float = 0.1  # earliest unfrozen group trains at finetune_lr * lr_ratio
+    finetune_batch_size: int = 32
+    augment: bool = True
+    tta: str | None = None  # None | flip | multicrop
+    clip: float | None = None  # clip probabilities to [clip, 1 - clip] for log loss
+    patience: int | None = None  # early stopping
+    lr_find: bool = False
+    cache_dir: str | None = None
+    workers: int | None = None
+    device: str = "auto"
+    quiet: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,198 @@
+"""Run the frozen trunk once over a set of images and keep the features in the cache.
+
+Decoding runs in worker processes (JPEG draft mode, uint8 tensors) while the
+main process runs the trunk in inference mode with channels_last memory, so
+decode and compute overlap. Every batch is appended to the cache as soon as
+it is computed: an interrupted extraction keeps what it did.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from heron.data.loader import ImageFiles, image_loader
+from heron.transfer.cache import CacheDamaged, FeatureCache
+
+__all__ = ["Extraction", "FeatureBatches", "SeededView", "extract_features", "run_trunk"]
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class SeededView:
+    """An augmentation made repeatable: the same image and copy number give the same crop.
+
+    Cached augmented copies must not change between runs, or the cache key
+    would lie; the seed comes from the pixels and the copy number.
+    """
+
+    def __init__(self, transform: Transform, copy: int) -> None:
+        self.transform, self.copy = transform, copy
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        seed = zlib.crc32(img.numpy().tobytes()) ^ (self.copy * 0x9E3779B1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed & 0x7FFFFFFF)
+            return self.transform(img)
+
+
+@dataclass
+class Extraction:
+    """Rows of each item per view (-1 where the image failed), errors, trunk forwards run."""
+
+    rows: np.ndarray  # (N, V) int64
+    views: list[str]
+    errors: list[str] = field(default_factory=list)
+    forwards: int = 0
+
+    def ok(self) -> np.ndarray:
+        """Mask of items whose every view was computed."""
+        return (self.rows >= 0).all(axis=1)
+
+
+def run_trunk(model: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 `(N, 3, H, W)` -> features `(N, D)` with the model's `features()`."""
+    x = batch.to(device, non_blocking=True).float().div_(255.0)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return model.features(x).float().cpu()
+
+
+def extract_features(
+    model: torch.nn.Module,
+    paths: Sequence[Path],
+    cache: FeatureCache,
+    views: dict[str, Transform],
+    min_size: int | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "features",
+) -> Extraction:
+    """Features of every path under every view, computing only what the cache lacks."""
+    for attempt in range(2):
+        result = _extract_once(model, paths, cache, views, min_size, batch_size, workers, device, progress, desc)
+        try:
+            cache.verify(result.ok_keys())
+            return result.extraction(cache)
+        except CacheDamaged:
+            if attempt:
+                raise
+            cache.clear()
+            cache.rebuilt = True
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class _Pass:
+    entry_keys: list[str | None]  # flat, item-major: N * V
+    n_items: int
+    views: list[str]
+    failed: set[int]
+    errors: list[str]
+    forwards: int
+
+    def ok_keys(self) -> list[str]:
+        v = len(self.views)
+        return [k for i in range(self.n_items) if i not in self.failed for k in self.entry_keys[i * v : (i + 1) * v]]
+
+    def extraction(self, cache: FeatureCache) -> Extraction:
+        rows = np.full((self.n_items, len(self.views)), -1, dtype=np.int64)
+        for i in range(self.n_items):
+            if i in self.failed:
+                continue
+            keys = self.entry_keys[i * len(self.views) : (i + 1) * len(self.views)]
+            rows[i] = cache.rows(keys)
+        return Extraction(rows, self.views, self.errors, self.forwards)
+
+
+def _extract_once(model, paths, cache, views, min_size, batch_size, workers, device, progress, desc) -> _Pass:
+    device = torch.device(device)
+    view_names = list(views)
+    failed: set[int] = set()
+    errors: list[str] = []
+    hashes: list[str | None] = []
+    for i, path in enumerate(paths):
+        try:
+            hashes.append(cache.file_keys([path])[0])
+        except OSError as err:
+            hashes.append(None)
+            failed.add(i)
+            errors.append(f"{path}: cannot read ({err.strerror or err}); check that it exists and is readable")
+    cache.save_file_hashes()
+    entry_keys = [None if h is None else f"{h}|{v}" for h in hashes for v in view_names]
+    todo = sorted({i for i in range(len(paths)) if i not in failed and any(
+        entry_keys[i * len(view_names) + j] not in cache.index for j in range(len(view_names)))})
+    forwards = 0
+    if todo:
+        model = model.to(device).eval().to(memory_format=torch.channels_last)
+        dataset = ImageFiles([(paths[i], i) for i in todo], [views[v] for v in view_names], min_size=min_size)
+        loader = image_loader(dataset, batch_size=batch_size, workers=workers)
+        bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress, leave=False)
+        for x, item_ids, _, batch_errors in loader:
+            errors.extend(message for _, message in batch_errors)
+            bar.update(len(batch_errors))
+            if x is None:
+                continue
+            n, v = x.shape[:2]
+            feats = run_trunk(model, x.flatten(0, 1), device).view(n, v, -1)  # (n, V, D)
+            forwards += n * v
+            keys, rows = [], []
+            for item, per_view in zip(item_ids.tolist(), feats):
+                for j in range(v):
+                    key = entry_keys[item * v + j]
+                    if key not in cache.index:
+                        keys.append(key)
+                        rows.append(per_view[j].numpy())
+            if keys:
+                cache.add(keys, np.stack(rows))
+            bar.update(n)
+        bar.close()
+        done = {k for k in cache.index}
+        for i in todo:
+            if entry_keys[i * len(view_names)] not in done:
+                failed.add(i)
+    return _Pass(entry_keys, len(paths), view_names, failed, errors, forwards)
+
+
+class FeatureBatches:
+    """Mini-batches `(features float32 (B, D), targets)` gathered from the memory-mapped cache.
+
+    Shuffling draws from torch's global generator (like a DataLoader), so a
+    seeded run, and a resumed one, sees the same order. With several rows per
+    item (cached augmented copies), each epoch picks one copy per item at random.
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        rows: np.ndarray,
+        targets: torch.Tensor,
+        batch_size: int = 64,
+        shuffle: bool = False,
+    ) -> None:
+        self.features = features
+        self.rows = rows if rows.ndim == 2 else rows[:, None]  # (N, copies)
+        self.targets = targets
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return -(-len(self.rows) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, copies = self.rows.shape
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        pick = torch.randint(copies, (n,)) if copies > 1 and self.shuffle else torch.zeros(n, dtype=torch.long)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            rows = self.rows[idx.numpy(), pick[idx].numpy()]
+            x = torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32))  # (B, D)
+            yield x, self.targets[idx]

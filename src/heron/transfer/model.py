@@ -1,0 +1,50 @@
+"""The whole transfer-learning network: normalisation, pretrained trunk, new head.
+
+`ClassifierModel` takes images as floats in [0, 1] (`(N, 3, H, W)`), so its
+state dict (`model.safetensors` in a run folder) is the complete model:
+mean/std travel as buffers, nothing heron-specific is pickled.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+__all__ = ["ClassifierModel"]
+
+
+class ClassifierModel(nn.Module):
+    """normalise -> backbone.forward_features -> [pool | flatten] -> head."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        feature_kind: str = "pooled",
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.feature_kind = feature_kind
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the feature cache stores: `(N, C)` pooled or `(N, C*h*w)` flattened."""
+        x = (x - self.mean) / self.std
+        fmap = self.backbone.forward_features(x)  # (N, C, h, w)
+        return fmap.mean(dim=(2, 3)) if self.feature_kind == "pooled" else fmap.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def layer_groups(self) -> "OrderedDict[str, nn.Module]":
+        """The backbone's groups from input to output, then the head."""
+        groups = OrderedDict(self.backbone.layer_groups())
+        groups.pop("head", None)
+        groups["head"] = self.head
+        return groups
