@@ -10,16 +10,18 @@ from heron.models._weights import (
     load_weights,
     save_weights,
 )
+from heron.models.summary import ModelSummary, summary
 
 import importlib as _importlib
 
 # Family modules register their builders on import; add a family here.
-_FAMILIES: tuple[str, ...] = ()
+_FAMILIES: tuple[str, ...] = ("efficientnet", "lenet", "alexnet", "vgg", "resnet", "mobilenet", "conv_nets", "googlenet", "inception")
 for _family in _FAMILIES:
     _importlib.import_module(f"heron.models.{_family}")
 
 __all__ = [
     "Backbone",
+    "ModelSummary",
     "WeightSpec",
     "build",
     "download",
@@ -29,5 +31,6 @@ __all__ = [
     "names",
     "register",
     "save_weights",
+    "summary",
     "weight_spec",
 ]

@@ -58,12 +58,15 @@ def weight_spec(name: str) -> WeightSpec | None:
 def build(
     name: str,
     weights: str | Path | None = None,
-    num_classes: int = 1000,
-    in_chans: int = 3,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
     include_top: bool = True,
     **kwargs,
 ) -> nn.Module:
     """Build model `name`; `weights` is None, "imagenet" or a path to a weights file.
+
+    `num_classes` / `in_chans` left as None keep the architecture's own
+    defaults (1000 classes and RGB for ImageNet nets; 10 and grey for LeNet-5).
 
     Pretrained weights load into the architecture they were made for; then the
     classifier is replaced when `num_classes` differs and the first conv is
@@ -79,7 +82,8 @@ def build(
     if weights == "imagenet" and spec is None:
         raise ModelError(f"no ImageNet weights are registered for {name!r}; pass a weights file instead")
     if weights is None:
-        model = builder(num_classes=num_classes, in_chans=in_chans, include_top=include_top, **kwargs)
+        given = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+        model = builder(include_top=include_top, **given, **kwargs)
         model.pretrained_cfg = None
         return model
 
@@ -92,9 +96,9 @@ def build(
     _load_into(model, state, path)
     if not include_top:
         model.head = None
-    elif num_classes != pretrained_classes:
+    elif num_classes is not None and num_classes != pretrained_classes:
         model.reset_classifier(num_classes)
-    if in_chans != 3:
+    if in_chans is not None and in_chans != 3:
         adapt_first_conv(model, in_chans)
     model.pretrained_cfg = spec
     return model
