@@ -16,7 +16,7 @@ import sys
 from heron.errors import HeronError
 
 # Modules under heron.cli that each add one or more sub-commands.
-COMMAND_MODULES = ("predict", "train", "demo")
+COMMAND_MODULES = ("predict", "train", "demo", "summary", "scratch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = debug
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -24,8 +24,8 @@ def demo_config(data: Path, out: str | None, quiet: bool):
     from heron.config import TrainConfig
 
     return TrainConfig(
-        data=str(data), out=out, size=[64], crop_pct=1.0, head="gap", epochs=8, lr=3e-3,
-        unfreeze="all", finetune_epochs=3, finetune_lr=1e-3, augment=False, quiet=quiet,
+        data=str(data), out=out, size=[64], crop_pct=1.0, head="gap", dropout=0.0, epochs=10, lr=1e-2,
+        unfreeze="all", finetune_epochs=3, finetune_lr=1e-3, finetune_batch_size=64, augment=False, quiet=quiet,
     )
 
 

@@ -1,12 +1,15 @@
 """`heron summary NAME`: the layer table of a registered model; `heron summary --list`: the names.
 
-Builds the model with random weights (nothing is downloaded) and prints
-`heron.models.summary` for one input of `--size` x `--in-chans`.
+Builds the model without weights (nothing is downloaded or allocated: shapes
+only, on PyTorch's meta device) and prints `heron.models.summary` for one
+input of `--in-chans` x `--size`.
 """
 
 from __future__ import annotations
 
 import argparse
+
+import torch
 
 from heron.errors import ModelError
 
@@ -23,10 +26,14 @@ def add_parser(subparsers) -> None:
         "--list", nargs="?", const="*", metavar="PATTERN", dest="pattern",
         help="list registered model names, optionally those matching a shell pattern like 'res*'",
     )  # fmt: skip
-    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default 224 224)")
+    parser.add_argument(
+        "--size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default 224 224)"
+    )
     parser.add_argument("--in-chans", type=int, default=3, metavar="C", help="input channels (default 3)")
     parser.add_argument("--num-classes", type=int, default=1000, metavar="N", help="classes of the head (default 1000)")
-    parser.add_argument("--depth", type=int, metavar="D", help="group layers D names deep, e.g. 2 for one row per stage")
+    parser.add_argument(
+        "--depth", type=int, metavar="D", help="group layers D names deep, e.g. 2 for one row per stage"
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,8 +49,16 @@ def run(args: argparse.Namespace) -> int:
     if args.name is None:
         raise ModelError("give a model name (`heron summary vgg16`) or --list to see the names")
     height, width = args.size or (224, 224)
-    if min(height, width, args.in_chans) < 1:
-        raise ModelError(f"--size {height} {width} --in-chans {args.in_chans}: all must be positive")
-    model = build(args.name, num_classes=args.num_classes, in_chans=args.in_chans)
-    print(summary(model, (args.in_chans, height, width), depth=args.depth))
+    if min(height, width, args.in_chans) < 1 or (args.depth is not None and args.depth < 1):
+        given = f"--size {height} {width} --in-chans {args.in_chans} --depth {args.depth}"
+        raise ModelError(f"{given}: all must be positive")
+    settings = dict(num_classes=args.num_classes, in_chans=args.in_chans)
+    size = (args.in_chans, height, width)
+    with torch.device("meta"):  # shapes only: no memory for weights, no arithmetic
+        model = build(args.name, **settings)
+    try:
+        table = summary(model, size, depth=args.depth)
+    except ModelError:  # a layer without a shape-only kernel: run it for real (or fail with the real message)
+        table = summary(build(args.name, **settings), size, depth=args.depth)
+    print(table)
     return 0
