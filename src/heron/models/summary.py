@@ -17,6 +17,7 @@ pooling are not counted:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -250,10 +251,10 @@ def _macs(module: nn.Module, inputs: tuple, output) -> int:
     """Multiplications of one call of a conv, dense or recurrent layer, per sample."""
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         x = inputs[0]
-        per_input = module.out_channels // module.groups * _prod(module.kernel_size)
+        per_input = module.out_channels // module.groups * math.prod(module.kernel_size)
         return x[0].numel() * per_input
     if isinstance(module, nn.modules.conv._ConvNd):
-        per_output = module.in_channels // module.groups * _prod(module.kernel_size)
+        per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
         return output[0].numel() * per_output
     if isinstance(module, nn.Linear):
         return output[0].numel() * module.in_features
@@ -273,13 +274,6 @@ def _rnn_macs(rnn: nn.RNNBase, x) -> int:
         in_size = rnn.input_size if layer == 0 else out_size * directions
         per_step += _GATES[type(rnn)] * rnn.hidden_size * (in_size + out_size) + rnn.hidden_size * proj
     return steps * directions * per_step
-
-
-def _prod(values: Sequence[int]) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 # ---------------------------------------------------------------- table
