@@ -46,7 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=int, default=_DEFAULTS.finetune_epochs)
     p.add_argument("--finetune-lr", type=float, default=_DEFAULTS.finetune_lr)
     p.add_argument("--lr-ratio", type=float, default=_DEFAULTS.lr_ratio, help="earliest group's lr / last group's lr")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation while fine-tuning")
+    p.add_argument("--augment", choices=("photo", "light", "none"), default=_DEFAULTS.augment,
+                   help="fine-tuning augmentation: photo (crops, flips, colour; default), light (small crops), none")
+    p.add_argument("--finetune-optimizer", choices=("adamw", "sgd"), help="default: the same as --optimizer")
     p.add_argument("--tta", choices=("flip", "multicrop"), help="test-time augmentation for the final scores")
     p.add_argument("--clip", type=float, help="clip probabilities to [c, 1-c] for log loss")
     p.add_argument("--patience", type=int, help="early stopping patience (epochs)")

@@ -19,6 +19,7 @@ import torchvision.transforms.v2.functional as TF
 
 __all__ = [
     "Preprocessing",
+    "augmentation",
     "eval_transform",
     "normalize",
     "train_transform",
@@ -120,6 +121,17 @@ def train_transform(
     if jitter:
         steps.append(T.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
     return T.Compose(steps)
+
+
+def augmentation(pre: Preprocessing, kind: str = "photo") -> Callable[[torch.Tensor], torch.Tensor]:
+    """Training transform by name: "photo" (crops, flips, colour), "light" (small crops), "none"."""
+    if kind == "photo":
+        return train_transform(pre)
+    if kind == "light":
+        return train_transform(pre, scale=(0.75, 1.0), flip=False, jitter=0.0)
+    if kind == "none":
+        return eval_transform(pre)
+    raise ValueError(f"unknown augmentation {kind!r}; use photo, light or none")
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

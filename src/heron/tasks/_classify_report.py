@@ -33,13 +33,13 @@ def score(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], clip: 
     """Accuracy, log loss (optionally clipped), per-class precision/recall, confusion matrix."""
     num_classes = len(classes)
     clip_range = (clip, 1 - clip) if clip else None
-    precision, recall, support = precision_recall_per_class(probs, targets, num_classes)
+    pr = precision_recall_per_class(probs, targets, num_classes)
     return {
         "accuracy": float(accuracy(probs, targets)),
         "log_loss": float(log_loss(probs, targets, clip=clip_range)),
         "per_class": [
-            {"class": name, "precision": float(p), "recall": float(r), "support": int(s)}
-            for name, p, r, s in zip(classes, precision, recall, support)
+            {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(classes, pr["precision"], pr["recall"], pr["f1"], pr["support"])
         ],
         "confusion": np.asarray(confusion_matrix(probs, targets, num_classes)).tolist(),
     }

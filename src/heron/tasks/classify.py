@@ -25,7 +25,7 @@ from torch import nn
 from heron.config import TrainConfig
 from heron.data.folders import discover
 from heron.data.loader import ImageFiles, image_loader
-from heron.data.transforms import Preprocessing, eval_transform, train_transform, tta_views
+from heron.data.transforms import Preprocessing, augmentation, eval_transform, train_transform, tta_views
 from heron.errors import DataError
 from heron.models import build, load_weights, save_weights
 from heron.train import Checkpoint, EarlyStopping, Learner, MetricsLogger
@@ -117,6 +117,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
 
     if config.precompute:
         head_learner, valid_feats = _precomputed_head(config, model, pre, data, errors, device, run)
+        _reseed(config.seed)  # a cold cache draws random numbers while extracting; a warm one does not
         if config.lr_find:
             lr_result = head_learner.lr_find()
         history += head_learner.fit(
@@ -127,6 +128,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
         head_learner, valid_feats = None, None
 
     if config.unfreeze or not config.precompute:
+        _reseed(config.seed + 1)
         history += _finetune(config, model, pre, data, errors, device, run, resume, callbacks_common)
         valid_feats = None
 
@@ -136,6 +138,11 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     save_weights(model, run / "model.safetensors", metadata={"format": "heron.ClassifierModel"})
     _say(config, f"valid accuracy {metrics['accuracy']:.4f}  log loss {metrics['log_loss']:.4f}  ({elapsed:.1f}s)")
     return Run(run.path, data.classes, metrics, history, errors)
+
+
+def _reseed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _say(config: TrainConfig, text: str) -> None:
@@ -215,23 +222,38 @@ def _image_loader(items, transform, pre, batch_size, shuffle, config, errors):
 
 def _finetune(config, model, pre, data, errors, device, run, resume, callbacks_common) -> list[dict]:
     """Unfreeze the last stages (or train the head on images when nothing is cached) and fit."""
+    model.freeze_bn_stats = config.freeze_bn
+    if not config.freeze_bn:
+        _fast_bn_momentum(model.backbone)
     freeze(model)
     if config.unfreeze:
         unfreeze(model, "all" if config.unfreeze == "all" else int(config.unfreeze))
     else:
         unfreeze(model, 0)
-    augment = train_transform(pre) if config.augment else eval_transform(pre)
+    augment = augmentation(pre, config.augment)
     train_dl = _image_loader(data.train, augment, pre, config.finetune_batch_size, True, config, errors)
     valid_dl = _image_loader(data.valid, eval_transform(pre), pre, 64, False, config, errors)
     groups = discriminative_param_groups(model, config.finetune_lr, lr_ratio=config.lr_ratio)
     learner = Learner(
-        model, train_dl, valid_dl, optimizer=config.optimizer, lr=config.finetune_lr,
+        model, train_dl, valid_dl, optimizer=config.finetune_optimizer or config.optimizer, lr=config.finetune_lr,
         weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, run, "finetune"),
-        device=device, param_groups=groups, multilabel=data.multilabel, quiet=config.quiet,
+        device=device, param_groups=groups, multilabel=data.multilabel, quiet=config.quiet, channels_last=True,
     )
     phase = "finetune" if config.unfreeze else "head"
     epochs = config.finetune_epochs if config.unfreeze else config.epochs
     return learner.fit(epochs, lr=config.finetune_lr, phase=phase, resume=_resume_path(run, "finetune") if resume else None)
+
+
+def _fast_bn_momentum(module: nn.Module, momentum: float = 0.1) -> None:
+    """Let batch-norm statistics follow the new data within an epoch or two.
+
+    Weights trained in TensorFlow carry its slow momentum (0.01): a short
+    fine-tune would end with running statistics that lag far behind the
+    weights, and evaluation would use them.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.momentum is not None:
+            layer.momentum = max(layer.momentum, momentum)
 
 
 def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
@@ -375,7 +397,7 @@ def evaluate(run_path: str | Path, data_path: str | Path, tta: str | None = None
     from heron.train.metrics import accuracy, log_loss
 
     loaded = load_run(run_path)
-    data = discover(data_path, valid_pct=0.0)
+    data = discover(data_path, valid_pct=0.0, min_classes=1)
     items = data.valid or data.train
     unknown = sorted(set(data.classes) - set(loaded.classes))
     if unknown:

@@ -25,13 +25,30 @@ class ClassifierModel(nn.Module):
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         feature_kind: str = "pooled",
+        freeze_bn_stats: bool = False,
     ) -> None:
         super().__init__()
+        self.freeze_bn_stats = freeze_bn_stats
         self.backbone = backbone
         self.head = head
         self.feature_kind = feature_kind
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> "ClassifierModel":
+        """Train mode; the trunk's batch norms keep their ImageNet statistics when `freeze_bn_stats`.
+
+        Fine-tuning with small batches would otherwise replace well-estimated
+        running statistics with noisy ones (and, with TensorFlow-trained
+        weights' slow momentum, leave them lagging behind the changed weights):
+        the features the head was trained on would shift under it.
+        """
+        super().train(mode)
+        if mode and self.freeze_bn_stats:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the feature cache stores: `(N, C)` pooled or `(N, C*h*w)` flattened."""

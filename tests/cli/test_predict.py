@@ -1,0 +1,60 @@
+"""`heron predict` from the command line: real photos, folders with a bad file, clear errors."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from heron.cli import main
+
+skdata = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skdata.chelsea()).save(folder / "chelsea.jpg", quality=95)
+    Image.fromarray(skdata.coffee()).save(folder / "coffee.png")
+    (folder / "broken.jpg").write_text("this is not a picture")
+    return folder
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_predict_folder_predicts_good_files_and_reports_the_bad_one(photos, capsys):
+    code = main(["predict", str(photos), "--json", "--topk", "3"])
+    out, err = capsys.readouterr()
+    rows = {r["file"].split("/")[-1]: r for r in _json_lines(out)}
+    assert code == 0
+    assert 281 <= rows["chelsea.jpg"]["predictions"][0]["index"] <= 285
+    assert rows["coffee.png"]["predictions"][0]["label"] == "espresso"
+    assert len(rows["coffee.png"]["predictions"]) == 3
+    assert "error" in rows["broken.jpg"] and "broken.jpg" in err
+
+
+def test_predict_text_output_lists_topk_probabilities(photos, capsys):
+    assert main(["predict", str(photos / "coffee.png"), "--topk", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith("coffee.png") and len(lines) == 3
+    probs = [float(line.split()[0]) for line in lines[1:]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_named_bad_file_exits_2(photos, capsys):
+    assert main(["predict", str(photos / "broken.jpg")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.jpg" in err[0]
+
+
+def test_missing_path_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope.jpg")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "nope.jpg" in err[0] and "Traceback" not in "\n".join(err)
+
+
+def test_unknown_architecture_exits_2(photos, capsys):
+    assert main(["predict", str(photos / "coffee.png"), "--arch", "resnet5O"]) == 2
+    err = capsys.readouterr().err
+    assert "resnet5O" in err and "resnet50" in err and len(err.strip().splitlines()) == 1
