@@ -38,7 +38,7 @@ class TrainConfig:
     finetune_lr: float = 1e-3
     lr_ratio: float = 0.1  # earliest unfrozen group trains at finetune_lr * lr_ratio
     finetune_batch_size: int = 32
-    freeze_bn: bool = False  # keep the trunk's batch-norm statistics fixed while fine-tuning
+    freeze_bn: bool = True  # keep the trunk's batch-norm statistics fixed while fine-tuning
     finetune_optimizer: str | None = None  # None: the same as optimizer
     augment: str = "photo"  # photo (crops, flips, colour) | light (small crops only) | none
     tta: str | None = None  # None | flip | multicrop

@@ -25,7 +25,7 @@ def demo_config(data: Path, out: str | None, quiet: bool):
 
     return TrainConfig(
         data=str(data), out=out, size=[64], crop_pct=1.0, head="gap", dropout=0.0, epochs=10, lr=1e-2,
-        unfreeze="all", finetune_epochs=3, finetune_lr=1e-3, finetune_batch_size=64, augment="none", quiet=quiet,
+        unfreeze="all", finetune_epochs=5, finetune_lr=1e-3, finetune_batch_size=64, augment="none", quiet=quiet,
     )
 
 

@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-ratio", type=float, default=_DEFAULTS.lr_ratio, help="earliest group's lr / last group's lr")
     p.add_argument("--augment", choices=("photo", "light", "none"), default=_DEFAULTS.augment,
                    help="fine-tuning augmentation: photo (crops, flips, colour; default), light (small crops), none")
+    p.add_argument("--update-bn", dest="freeze_bn", action="store_false",
+                   help="let the trunk's batch-norm statistics follow the new data while fine-tuning")
     p.add_argument("--finetune-optimizer", choices=("adamw", "sgd"), help="default: the same as --optimizer")
     p.add_argument("--tta", choices=("flip", "multicrop"), help="test-time augmentation for the final scores")
     p.add_argument("--clip", type=float, help="clip probabilities to [c, 1-c] for log loss")

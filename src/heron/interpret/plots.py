@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from heron._atomic import atomic_save
 
 __all__ = [
     "plot_history",
@@ -39,8 +40,6 @@ _TRAIN_COLOR = "#1f77b4"
 _VALID_COLOR = "#ff7f0e"
 _WRONG_COLOR = "#c62828"
 _RIGHT_COLOR = "#1b5e20"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _PHASE_COLORS = ("#e3f2fd", "#fff3e0", "#e8f5e9", "#f3e5f5")
 
 
@@ -56,22 +55,15 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write `fig` as a PNG at `path` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, warnings.catch_warnings():
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
             # Users' class names may hold glyphs the default font lacks.
             warnings.filterwarnings("ignore", message=r"Glyph .* missing from")
             warnings.filterwarnings("ignore", message=r".*constrained_layout not applied")
-            fig.savefig(f, format="png", dpi=DPI, facecolor="white")
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
+
+    return atomic_save(path, write)
 
 
 def _label(text: Any, max_len: int = 24) -> str:

@@ -14,17 +14,16 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from heron._atomic import atomic_write_text
+
 __all__ = ["write_report"]
 
 _MAX_ERRORS_SHOWN = 1000
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 _CSS = """
 :root { --ink: #1f2933; --muted: #616e7c; --line: #e4e7eb; --soft: #f5f7fa; --accent: #1f6feb; }
@@ -286,14 +285,4 @@ def write_report(run_dir: str | os.PathLike, title: str, summary: Mapping[str, s
 
 def _write_atomic(path: Path, text: str) -> Path:
     """Write UTF-8 `text` to `path` through a temp file in the same folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, text)

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from heron._atomic import atomic_save
 from heron.errors import ModelError
 
 __all__ = [
@@ -162,13 +163,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write `model.state_dict()` as safetensors, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    return atomic_save(path, lambda tmp: save_file(state, tmp, metadata=metadata))
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from heron._atomic import atomic_save, atomic_write_json
+
 from heron.errors import TrainingError
 from heron.train.callbacks import Callback, Monitor
 
@@ -101,25 +103,13 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 # ---------------------------------------------------------------- files
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
-
-
 def _write_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    atomic_save(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _write_state(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
 def save_checkpoint(directory: str | Path, snapshot: dict, name: str = "last") -> Path:
@@ -255,9 +245,7 @@ class Checkpoint(Callback):
         meta = {"epoch": str(learner.epoch), "phase": str(learner.phase), "monitor": self.monitor.name}
         _write_weights(weights, self.dir / f"best{WEIGHTS_SUFFIX}", meta)
         info = {"monitor": self.monitor.name, "value": value, "epoch": learner.epoch, "phase": learner.phase}
-        tmp = self.dir / "best.json.tmp"
-        tmp.write_text(json.dumps(info) + "\n")
-        os.replace(tmp, self.dir / "best.json")
+        atomic_write_json(self.dir / "best.json", info)
 
     def on_checkpoint(self, learner) -> None:
         save_checkpoint(self.dir, learner.good_state)

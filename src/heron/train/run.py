@@ -9,9 +9,10 @@ interrupted run never leaves a half-written file in place of a good one.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
+
+from heron._atomic import atomic_write_text
 
 __all__ = ["RunFolder"]
 
@@ -41,14 +42,7 @@ class RunFolder:
         return self.path / name
 
     def write_text(self, name: str, text: str) -> Path:
-        target = self.path / name
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        return target
+        return atomic_write_text(self.path / name, text)
 
     def write_json(self, name: str, data) -> Path:
         return self.write_text(name, json.dumps(data, indent=2, default=str) + "\n")

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from heron._atomic import atomic_write_json
+
 __all__ = ["FeatureCache", "CacheDamaged", "content_hash", "fingerprint", "weights_fingerprint"]
 
 _HASH_CHUNK = 1 << 20
@@ -51,15 +53,6 @@ def content_hash(path: Path) -> str:
         while block := fh.read(_HASH_CHUNK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class FeatureCache:
@@ -139,7 +132,7 @@ class FeatureCache:
     def save_file_hashes(self) -> None:
         """Persist the (path, size, mtime) -> hash memo if it changed."""
         if self._hashes_dirty:
-            _atomic_write_json(self.hashes_path, self._file_hashes)
+            atomic_write_json(self.hashes_path, self._file_hashes)
             self._hashes_dirty = False
 
     # ---- rows ------------------------------------------------------------------------
@@ -150,8 +143,12 @@ class FeatureCache:
         """Positions of `entry_keys` not in the cache."""
         return [i for i, k in enumerate(entry_keys) if k not in self.index]
 
-    def add(self, entry_keys: list[str], features: np.ndarray) -> None:
-        """Append rows (float16) and then, atomically, the index that points at them."""
+    def add(self, entry_keys: list[str], features: np.ndarray, commit: bool = True) -> None:
+        """Append rows (float16); with `commit`, then write the index that points at them.
+
+        Rows written but not yet in a committed index are dropped when the
+        cache is next opened, so a crash between the two loses only them.
+        """
         feats = np.ascontiguousarray(features, dtype=np.float16).reshape(len(entry_keys), -1)
         if self.dim is None:
             self.dim = feats.shape[1]
@@ -164,7 +161,12 @@ class FeatureCache:
             os.fsync(fh.fileno())
         for offset, (key, row) in enumerate(zip(entry_keys, feats)):
             self.index[key] = [start + offset, zlib.crc32(row.tobytes())]
-        _atomic_write_json(self.index_path, {"key": fingerprint(self.key), "dim": self.dim, "rows": self.index})
+        if commit:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the index atomically (after the rows it points at are on disk)."""
+        atomic_write_json(self.index_path, {"key": fingerprint(self.key), "dim": self.dim, "rows": self.index})
 
     def rows(self, entry_keys: list[str]) -> np.ndarray:
         """Row numbers of `entry_keys` (all must be present)."""

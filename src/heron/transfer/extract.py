@@ -8,6 +8,7 @@ it is computed: an interrupted extraction keeps what it did.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from heron.transfer.cache import CacheDamaged, FeatureCache
 __all__ = ["Extraction", "FeatureBatches", "SeededView", "extract_features", "run_trunk"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+COMMIT_SECONDS = 20.0  # how often an extraction writes the cache index
 
 
 class SeededView:
@@ -136,6 +138,7 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
         dataset = ImageFiles([(paths[i], i) for i in todo], [views[v] for v in view_names], min_size=min_size)
         loader = image_loader(dataset, batch_size=batch_size, workers=workers)
         bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress, leave=False)
+        last_commit = time.monotonic()
         for x, item_ids, _, batch_errors in loader:
             errors.extend(message for _, message in batch_errors)
             bar.update(len(batch_errors))
@@ -152,8 +155,12 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
                         keys.append(key)
                         rows.append(per_view[j].numpy())
             if keys:
-                cache.add(keys, np.stack(rows))
+                cache.add(keys, np.stack(rows), commit=False)
+            if time.monotonic() - last_commit > COMMIT_SECONDS:  # keep progress, not O(N^2) index writes
+                cache.commit()
+                last_commit = time.monotonic()
             bar.update(n)
+        cache.commit()
         bar.close()
         done = {k for k in cache.index}
         for i in todo:
