@@ -63,7 +63,8 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         shortcut = self.shortcut(x)  # (N, out, H/s, W/s)
         x = self.conv2(self.conv1(x))  # (N, out, H/s, W/s)
-        return self.act(x + shortcut)
+        x += shortcut  # in place: x is this block's own fresh tensor
+        return self.act(x)
 
 
 class Bottleneck(nn.Module):
@@ -87,7 +88,8 @@ class Bottleneck(nn.Module):
     def forward(self, x):
         shortcut = self.shortcut(x)  # (N, 4w, H/s, W/s)
         x = self.conv3(self.conv2(self.conv1(x)))  # (N, 4w, H/s, W/s)
-        return self.act(x + shortcut)
+        x += shortcut  # in place: x is this block's own fresh tensor
+        return self.act(x)
 
 
 class BottleneckConv(nn.Sequential):

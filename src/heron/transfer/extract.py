@@ -8,6 +8,7 @@ it is computed: an interrupted extraction keeps what it did.
 
 from __future__ import annotations
 
+import copy
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -64,6 +65,14 @@ def run_trunk(model: torch.nn.Module, batch: torch.Tensor, device: torch.device)
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return model.features(x).float().cpu()
+
+
+def _inference_copy(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """A copy of `model` for extraction only: eval, batch norm folded, channels_last."""
+    from heron.nn.fuse import fold_batchnorm
+
+    trunk = fold_batchnorm(copy.deepcopy(model).eval())
+    return trunk.to(device).to(memory_format=torch.channels_last)
 
 
 def extract_features(
@@ -134,7 +143,7 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
         entry_keys[i * len(view_names) + j] not in cache.index for j in range(len(view_names)))})
     forwards = 0
     if todo:
-        model = model.to(device).eval().to(memory_format=torch.channels_last)
+        model = _inference_copy(model, device)
         dataset = ImageFiles([(paths[i], i) for i in todo], [views[v] for v in view_names], min_size=min_size)
         loader = image_loader(dataset, batch_size=batch_size, workers=workers)
         bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress, leave=False)
