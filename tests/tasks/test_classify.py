@@ -110,3 +110,24 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("heron: error: ") for line in err)
     assert "missing" in err[0]
+
+
+def test_multilabel_csv_trains_with_sigmoid_outputs(tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = ["path,label"]
+    for i in range(24):
+        red, blue = i % 2 == 0, i % 3 == 0
+        pixels = rng.integers(0, 60, size=(32, 32, 3)).astype(np.uint8)
+        pixels[..., 0] += 180 if red else 0
+        pixels[..., 2] += 180 if blue else 0
+        Image.fromarray(pixels).save(tmp_path / f"img{i}.png")
+        labels = " ".join(n for n, on in (("red", red), ("blue", blue)) if on) or "plain"
+        rows.append(f"img{i}.png,{labels}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    run = train(_config(tmp_path / "labels.csv", tmp_path / "run", tmp_path / "cache", valid_pct=0.25))
+    saved = json.loads((run.path / "config.json").read_text())["result"]
+    assert saved["multilabel"] and saved["classes"] == ["blue", "plain", "red"]
+    assert 0.0 <= run.metrics["accuracy"] <= 1.0

@@ -18,6 +18,7 @@ from heron.errors import ModelError
 from heron.models._weights import (
     WeightSpec,
     adapt_first_conv,
+    download,
     load_state_dict_file,
     load_torchvision,
     resolve_weights_file,
@@ -61,10 +62,13 @@ def build(
     num_classes: int | None = None,
     in_chans: int | None = None,
     include_top: bool = True,
+    weights_sha256: str | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build model `name`; `weights` is None, "imagenet" or a path to a weights file.
 
+    A URL is downloaded once into the cache (checked against
+    `weights_sha256` when given) and read from there afterwards.
     `num_classes` / `in_chans` left as None keep the architecture's own
     defaults (1000 classes and RGB for ImageNet nets; 10 and grey for LeNet-5).
 
@@ -87,7 +91,12 @@ def build(
         model.pretrained_cfg = None
         return model
 
-    path = resolve_weights_file(spec) if spec is not None else Path(weights)
+    if spec is not None:
+        path = resolve_weights_file(spec)
+    elif str(weights).startswith(("http://", "https://")):
+        path = download(str(weights), weights_sha256)  # cached, resumable, checksummed
+    else:
+        path = Path(weights)
     state = load_state_dict_file(path)
     if spec is not None and spec.convert is not None:
         state = spec.convert(state)

@@ -140,6 +140,15 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     return Run(run.path, data.classes, metrics, history, errors)
 
 
+def _items(data, split: str) -> list[tuple[Path, object]]:
+    """`(path, target)` of a split; multi-label targets become multi-hot float vectors."""
+    items = getattr(data, split)
+    if not getattr(data, "multilabel", False):
+        return items
+    width = len(data.classes)
+    return [(path, tuple(1.0 if c in set(labels) else 0.0 for c in range(width))) for path, labels in items]
+
+
 def _reseed(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -190,7 +199,7 @@ def _precomputed_head(config, model, pre, data, errors, device, run):
     if cache.rebuilt:
         _say(config, f"feature cache in {cache.dir} was damaged; rebuilding it")
     splits = {}
-    for split, items in (("train", data.train), ("valid", data.valid)):
+    for split, items in (("train", _items(data, "train")), ("valid", _items(data, "valid"))):
         paths = [p for p, _ in items]
         ext = extract_features(
             model, paths, cache, _views(config, pre, split), min_size=pre.decode_min_size(),
@@ -200,7 +209,9 @@ def _precomputed_head(config, model, pre, data, errors, device, run):
         ok = ext.ok()
         targets = torch.as_tensor([t for (_, t), good in zip(items, ok) if good])
         splits[split] = (ext.rows[ok], targets)
-        _say(config, f"{split}: {int(ok.sum())} images, {ext.forwards} computed, {int(ok.sum()) * len(ext.views) - ext.forwards} from cache")
+        views = f" x {len(ext.views)} views" if len(ext.views) > 1 else ""
+        cached = int(ok.sum()) * len(ext.views) - ext.forwards
+        _say(config, f"{split}: {int(ok.sum())} images{views}, {ext.forwards} computed, {cached} from cache")
     features = cache.array()
     train_rows, train_y = splits["train"]
     valid_rows, valid_y = splits["valid"]
@@ -231,8 +242,8 @@ def _finetune(config, model, pre, data, errors, device, run, resume, callbacks_c
     else:
         unfreeze(model, 0)
     augment = augmentation(pre, config.augment)
-    train_dl = _image_loader(data.train, augment, pre, config.finetune_batch_size, True, config, errors)
-    valid_dl = _image_loader(data.valid, eval_transform(pre), pre, 64, False, config, errors)
+    train_dl = _image_loader(_items(data, "train"), augment, pre, config.finetune_batch_size, True, config, errors)
+    valid_dl = _image_loader(_items(data, "valid"), eval_transform(pre), pre, 64, False, config, errors)
     groups = discriminative_param_groups(model, config.finetune_lr, lr_ratio=config.lr_ratio)
     learner = Learner(
         model, train_dl, valid_dl, optimizer=config.finetune_optimizer or config.optimizer, lr=config.finetune_lr,
@@ -268,7 +279,7 @@ def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
             ]
         return torch.stack(per_view).mean(0).cpu(), targets
     views = list(_views(config, pre, "valid").values())
-    loader = image_loader(ImageFiles(data.valid, views, min_size=pre.decode_min_size()), batch_size=32, workers=config.workers)
+    loader = image_loader(ImageFiles(_items(data, "valid"), views, min_size=pre.decode_min_size()), batch_size=32, workers=config.workers)
     probs, targets = [], []
     with torch.inference_mode():
         for x, y, _, batch_errors in loader:
