@@ -1,5 +1,44 @@
-"""heron: practical deep learning for vision on PyTorch."""
+"""heron: practical deep learning for vision on PyTorch.
+
+The public API, one import away:
+
+- models: `build`, `names`, `summary`, `load_torchvision`, `save_weights`, `load_weights`
+- data: `load_image`, `discover`
+- transfer learning: `TrainConfig`, `train`, `load_run`, `predict_images`, `evaluate`
+- training: `Learner`
+- errors: `HeronError` (what a user can fix; the CLI exits with code 2)
+
+Heavy modules load on first use, so `import heron` stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "build": "heron.models",
+    "names": "heron.models",
+    "summary": "heron.models",
+    "load_torchvision": "heron.models",
+    "save_weights": "heron.models",
+    "load_weights": "heron.models",
+    "load_image": "heron.data.images",
+    "discover": "heron.data.folders",
+    "TrainConfig": "heron.config",
+    "train": "heron.tasks.classify",
+    "load_run": "heron.tasks.classify",
+    "predict_images": "heron.tasks.classify",
+    "evaluate": "heron.tasks.classify",
+    "Learner": "heron.train",
+    "HeronError": "heron.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'heron' has no attribute {name!r}")
