@@ -5,11 +5,11 @@ import heron
 
 def test_every_export_resolves_to_its_module_object():
     from heron.models import build
-    from heron.tasks.classify import train
+    from heron.tasks.classify import load_run
 
     for name in heron.__all__:
         assert getattr(heron, name) is not None, name
-    assert heron.build is build and heron.train is train
+    assert heron.build is build and heron.load_run is load_run
 
 
 def test_unknown_attribute_raises():

@@ -4,7 +4,8 @@ The public API, one import away:
 
 - models: `build`, `names`, `summary`, `load_torchvision`, `save_weights`, `load_weights`
 - data: `load_image`, `discover`
-- transfer learning: `TrainConfig`, `train`, `load_run`, `predict_images`, `evaluate`
+- transfer learning: `TrainConfig`, `load_run`, `predict_images`, `evaluate`
+  (`heron.tasks.classify.train` runs it; `heron.train` is the training package)
 - training: `Learner`
 - errors: `HeronError` (what a user can fix; the CLI exits with code 2)
 
@@ -27,7 +28,6 @@ _EXPORTS = {
     "load_image": "heron.data.images",
     "discover": "heron.data.folders",
     "TrainConfig": "heron.config",
-    "train": "heron.tasks.classify",
     "load_run": "heron.tasks.classify",
     "predict_images": "heron.tasks.classify",
     "evaluate": "heron.tasks.classify",
