@@ -25,6 +25,7 @@ from heron.errors import ModelError
 __all__ = [
     "WeightSpec",
     "adapt_first_conv",
+    "copy_keys",
     "cache_dir",
     "download",
     "load_state_dict_file",
@@ -210,6 +211,12 @@ def load_torchvision(model: nn.Module, state_dict: dict[str, torch.Tensor] | str
         new_state[ours_key] = tensor
     model.load_state_dict(new_state)
     return model
+
+
+def copy_keys(module: nn.Module, ours: str, theirs: str, key_map: dict[str, str]) -> None:
+    """Add `ours.<name> -> theirs.<name>` for every state-dict entry of `module` (key-map building)."""
+    for name in module.state_dict():
+        key_map[f"{ours}.{name}"] = f"{theirs}.{name}"
 
 
 def adapt_first_conv(model: nn.Module, in_chans: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from heron.models._base import Backbone
+from heron.models._weights import copy_keys
 from heron.models._registry import register
 from heron.nn.heads import DenseHead
 from heron.nn.layers import ConvBnAct
@@ -24,11 +25,6 @@ STAGES = (
     ((192, 5, 1, 2),),
     ((384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1)),
 )
-
-
-def _copy_keys(module: nn.Module, ours: str, theirs: str, key_map: dict[str, str]) -> None:
-    for name in module.state_dict():
-        key_map[f"{ours}.{name}"] = f"{theirs}.{name}"
 
 
 class AlexNet(Backbone):
@@ -64,15 +60,15 @@ class AlexNet(Backbone):
         for i, stage in enumerate(self.body):
             for j, layer in enumerate(stage):
                 if isinstance(layer, ConvBnAct):
-                    _copy_keys(layer.conv, f"body.{i}.{j}.conv", f"features.{index}", key_map)
+                    copy_keys(layer.conv, f"body.{i}.{j}.conv", f"features.{index}", key_map)
                     index += 2  # conv, ReLU
                 else:
                     index += 1  # max pool
         if self.head is not None:
             linears = [j for j, m in enumerate(self.head.hidden) if isinstance(m, nn.Linear)]
             for j, tv_index in zip(linears, (1, 4)):
-                _copy_keys(self.head.hidden[j], f"head.hidden.{j}", f"classifier.{tv_index}", key_map)
-            _copy_keys(self.head.fc, "head.fc", "classifier.6", key_map)
+                copy_keys(self.head.hidden[j], f"head.hidden.{j}", f"classifier.{tv_index}", key_map)
+            copy_keys(self.head.fc, "head.fc", "classifier.6", key_map)
         return key_map
 
 

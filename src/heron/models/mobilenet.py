@@ -17,6 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from heron.models._base import Backbone
+from heron.models._weights import copy_keys
 from heron.models._registry import register
 from heron.nn.blocks import DepthwiseSeparable, InvertedResidual, init_weights
 from heron.nn.heads import ClassifierHead
@@ -100,8 +101,7 @@ class MobileNetV2(Backbone):
         unit_names = {"conv": "0", "bn": "1"}  # inside a torchvision Conv2dNormActivation
 
         def add(module: nn.Module, ours: str, theirs: str) -> None:
-            for name in module.state_dict():
-                key_map[f"{ours}.{name}"] = f"{theirs}.{name}"
+            copy_keys(module, ours, theirs, key_map)
 
         for part in ("conv", "bn"):
             add(getattr(self.stem, part), f"stem.{part}", f"features.0.{unit_names[part]}")

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from torch import nn
 
 from heron.models._base import Backbone
+from heron.models._weights import copy_keys
 from heron.models._registry import register
 from heron.nn.blocks import init_weights
 from heron.nn.heads import DenseHead
@@ -34,11 +35,6 @@ def _conv(in_chs: int, out_chs: int, batch_norm: bool) -> nn.Sequential:
         bn=nn.BatchNorm2d(out_chs) if batch_norm else nn.Identity(),
         act=nn.ReLU(inplace=True),
     ))
-
-
-def _copy_keys(module: nn.Module, ours: str, theirs: str, key_map: dict[str, str]) -> None:
-    for name in module.state_dict():
-        key_map[f"{ours}.{name}"] = f"{theirs}.{name}"
 
 
 class VGG(Backbone):
@@ -83,15 +79,15 @@ class VGG(Backbone):
                 if isinstance(layer, nn.MaxPool2d):
                     index += 1
                     continue
-                _copy_keys(layer.conv, f"body.{i}.{j}.conv", f"features.{index}", key_map)
+                copy_keys(layer.conv, f"body.{i}.{j}.conv", f"features.{index}", key_map)
                 if self.batch_norm:
-                    _copy_keys(layer.bn, f"body.{i}.{j}.bn", f"features.{index + 1}", key_map)
+                    copy_keys(layer.bn, f"body.{i}.{j}.bn", f"features.{index + 1}", key_map)
                 index += 3 if self.batch_norm else 2
         if self.head is not None:
             linears = [j for j, m in enumerate(self.head.hidden) if isinstance(m, nn.Linear)]
             for j, tv_index in zip(linears, (0, 3)):
-                _copy_keys(self.head.hidden[j], f"head.hidden.{j}", f"classifier.{tv_index}", key_map)
-            _copy_keys(self.head.fc, "head.fc", "classifier.6", key_map)
+                copy_keys(self.head.hidden[j], f"head.hidden.{j}", f"classifier.{tv_index}", key_map)
+            copy_keys(self.head.fc, "head.fc", "classifier.6", key_map)
         return key_map
 
 
