@@ -131,3 +131,13 @@ def test_multilabel_csv_trains_with_sigmoid_outputs(tmp_path):
     saved = json.loads((run.path / "config.json").read_text())["result"]
     assert saved["multilabel"] and saved["classes"] == ["blue", "plain", "red"]
     assert 0.0 <= run.metrics["accuracy"] <= 1.0
+
+
+def test_cached_augmented_copies_and_lr_finder(color_dataset, tmp_path, capsys):
+    config = _config(color_dataset, tmp_path / "run", tmp_path / "cache", precompute_aug=2, lr_find=True, quiet=False)
+    run = train(config)
+    out = capsys.readouterr().out
+    assert "train: 18 images x 2 views, 36 computed, 0 from cache" in out
+    assert (run.path / "lr_find.png").is_file() and "lr_find.png" in (run.path / "report.html").read_text()
+    train(_config(color_dataset, tmp_path / "again", tmp_path / "cache", precompute_aug=2, quiet=False))
+    assert "train: 18 images x 2 views, 0 computed, 36 from cache" in capsys.readouterr().out
