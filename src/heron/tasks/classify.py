@@ -272,12 +272,16 @@ def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
     model.eval().to(device)
     if valid_feats is not None:
         features, rows, targets = valid_feats
+        probs = []
         with torch.inference_mode():
-            per_view = [
-                _activate(model.head(torch.from_numpy(np.asarray(features[rows[:, v]], dtype=np.float32)).to(device)), data.multilabel)
-                for v in range(rows.shape[1])
-            ]
-        return torch.stack(per_view).mean(0).cpu(), targets
+            for start in range(0, len(rows), 1024):  # batches: RAM stays flat however many images
+                chunk = rows[start : start + 1024]
+                per_view = [
+                    _activate(model.head(torch.from_numpy(np.asarray(features[chunk[:, v]], dtype=np.float32)).to(device)), data.multilabel)
+                    for v in range(chunk.shape[1])
+                ]
+                probs.append(torch.stack(per_view).mean(0).cpu())
+        return torch.cat(probs), targets
     views = list(_views(config, pre, "valid").values())
     loader = image_loader(ImageFiles(_items(data, "valid"), views, min_size=pre.decode_min_size()), batch_size=32, workers=config.workers)
     probs, targets = [], []
