@@ -1,7 +1,6 @@
 """The feature cache: reuse, invalidation by content/size/weights, damage, and memmapped reads."""
 
 import numpy as np
-import pytest
 import torch
 
 from heron.data.transforms import Preprocessing, eval_transform

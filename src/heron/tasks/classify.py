@@ -112,7 +112,6 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     model, pre = build_classifier(config, len(data.classes), config.weights)
     errors: list[str] = []
     history: list[dict] = []
-    callbacks_common = [MetricsLogger(run / "metrics.jsonl")]
     lr_result = None
 
     if config.precompute:
@@ -125,11 +124,11 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
             resume=_resume_path(run, "head") if resume else None,
         )
     else:
-        head_learner, valid_feats = None, None
+        valid_feats = None
 
     if config.unfreeze or not config.precompute:
         _reseed(config.seed + 1)
-        history += _finetune(config, model, pre, data, errors, device, run, resume, callbacks_common)
+        history += _finetune(config, model, pre, data, errors, device, run, resume)
         valid_feats = None
 
     probs, targets = _valid_predictions(config, model, pre, data, valid_feats, device, errors)
@@ -231,7 +230,7 @@ def _image_loader(items, transform, pre, batch_size, shuffle, config, errors):
     return ImageBatches(image_loader(dataset, batch_size=batch_size, shuffle=shuffle, workers=config.workers), errors)
 
 
-def _finetune(config, model, pre, data, errors, device, run, resume, callbacks_common) -> list[dict]:
+def _finetune(config, model, pre, data, errors, device, run, resume) -> list[dict]:
     """Unfreeze the last stages (or train the head on images when nothing is cached) and fit."""
     model.freeze_bn_stats = config.freeze_bn
     if not config.freeze_bn:

@@ -21,7 +21,6 @@ is cancelled, and optionally keeps `best.safetensors` by a monitored metric.
 from __future__ import annotations
 
 import json
-import os
 import random
 import uuid
 from pathlib import Path
