@@ -61,7 +61,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
             # Users' class names may hold glyphs the default font lacks.
             warnings.filterwarnings("ignore", message=r"Glyph .* missing from")
             warnings.filterwarnings("ignore", message=r".*constrained_layout not applied")
-            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
+            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white", pil_kwargs={"compress_level": 1})
 
     return atomic_save(path, write)
 
