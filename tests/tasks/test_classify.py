@@ -141,3 +141,25 @@ def test_cached_augmented_copies_and_lr_finder(color_dataset, tmp_path, capsys):
     assert (run.path / "lr_find.png").is_file() and "lr_find.png" in (run.path / "report.html").read_text()
     train(_config(color_dataset, tmp_path / "again", tmp_path / "cache", precompute_aug=2, quiet=False))
     assert "train: 18 images x 2 views, 0 computed, 36 from cache" in capsys.readouterr().out
+
+
+def test_unlabelled_test_folder_gets_a_predictions_csv(color_dataset, tmp_path):
+    import csv
+    import shutil
+
+    test_dir = color_dataset / "test"
+    test_dir.mkdir()
+    for path in sorted((color_dataset / "valid").rglob("*.jpg"))[:4]:
+        shutil.copy(path, test_dir / path.name)
+    (test_dir / "broken.jpg").write_text("not an image")
+    run = train(_config(color_dataset, tmp_path / "run", tmp_path / "cache", clip=0.01))
+    with open(run.path / "test_predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5
+    good = [r for r in rows if r["label"]]
+    assert len(good) == 4 and all(r["label"] in ("blue", "green", "red") for r in good)
+    for r in good:
+        probs = [float(r[c]) for c in ("blue", "green", "red")]
+        assert min(probs) >= 0.01 and max(probs) <= 0.99
+        assert r["label"] == ("blue", "green", "red")[probs.index(max(probs))]
+    assert [r for r in rows if not r["label"]][0]["file"].endswith("broken.jpg")

@@ -135,6 +135,9 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
     elapsed = time.time() - started
     metrics = write_outputs(run, config, data, model, pre, probs, targets, history, errors, lr_result, elapsed)
     save_weights(model, run / "model.safetensors", metadata={"format": "heron.ClassifierModel"})
+    if data.test:
+        path = _write_test_predictions(run, model, pre, data, config)
+        _say(config, f"test: {len(data.test)} images predicted into {path.name}")
     _say(config, f"valid accuracy {metrics['accuracy']:.4f}  log loss {metrics['log_loss']:.4f}  ({elapsed:.1f}s)")
     return Run(run.path, data.classes, metrics, history, errors)
 
@@ -252,6 +255,29 @@ def _finetune(config, model, pre, data, errors, device, run, resume) -> list[dic
     phase = "finetune" if config.unfreeze else "head"
     epochs = config.finetune_epochs if config.unfreeze else config.epochs
     return learner.fit(epochs, lr=config.finetune_lr, phase=phase, resume=_resume_path(run, "finetune") if resume else None)
+
+
+def _write_test_predictions(run: RunFolder, model: ClassifierModel, pre: Preprocessing, data, config) -> Path:
+    """`test_predictions.csv`: file, predicted label, then one probability column per class.
+
+    The submission format of the seeds' competitions; clipped with `--clip`
+    when given, as log-loss scoring rewards.
+    """
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "label", *data.classes])
+    results = predict_files(model.eval(), list(data.test), pre, workers=config.workers, multilabel=data.multilabel)
+    for path, probs, error in results:
+        if error:
+            writer.writerow([str(path), "", *[""] * len(data.classes)])
+            continue
+        if config.clip:
+            probs = probs.clamp(config.clip, 1 - config.clip)
+        writer.writerow([str(path), data.classes[int(probs.argmax())], *[f"{float(p):.6f}" for p in probs]])
+    return run.write_text("test_predictions.csv", buffer.getvalue())
 
 
 def _fast_bn_momentum(module: nn.Module, momentum: float = 0.1) -> None:
