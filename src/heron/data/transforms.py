@@ -2,7 +2,7 @@
 
 Transforms here map a uint8 `(3, H, W)` tensor to a uint8 `(3, h, w)` tensor
 at the network's input size; workers ship those small uint8 tensors and the
-main process normalises whole batches (`normalize`). What a set of weights
+network normalises whole batches itself (mean/std are buffers of the model). What a set of weights
 expects (size, crop fraction, mean/std, interpolation) comes from its
 `WeightSpec`, so preprocessing travels with the weights.
 """
@@ -21,7 +21,6 @@ __all__ = [
     "Preprocessing",
     "augmentation",
     "eval_transform",
-    "normalize",
     "train_transform",
     "tta_views",
     "as_size",
@@ -132,14 +131,6 @@ def augmentation(pre: Preprocessing, kind: str = "photo") -> Callable[[torch.Ten
     if kind == "none":
         return eval_transform(pre)
     raise ValueError(f"unknown augmentation {kind!r}; use photo, light or none")
-
-
-def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 `(N, 3, H, W)` -> float32 normalised with the weights' mean/std."""
-    x = batch.float().div_(255.0)
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return x.sub_(mean_t).div_(std_t)
 
 
 def tta_views(pre: Preprocessing, mode: str = "flip") -> list[Callable[[torch.Tensor], torch.Tensor]]:

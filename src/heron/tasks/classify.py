@@ -29,6 +29,7 @@ from heron.data.transforms import Preprocessing, augmentation, eval_transform, t
 from heron.errors import DataError
 from heron.models import build, load_weights, save_weights
 from heron.train import Checkpoint, EarlyStopping, Learner, MetricsLogger
+from heron.train.learner import resolve_device
 from heron.train.run import RunFolder
 from heron.transfer.cache import FeatureCache, weights_fingerprint
 from heron.transfer.extract import FeatureBatches, SeededView, extract_features
@@ -50,12 +51,6 @@ class Run:
     metrics: dict
     history: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build_classifier(config: TrainConfig, num_classes: int, weights: str | None = None) -> tuple[ClassifierModel, Preprocessing]:

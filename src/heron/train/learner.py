@@ -37,7 +37,7 @@ from heron.train.checkpoint import Checkpoint, clone_to_cpu, get_rng_state, load
 from heron.train.lr_find import LRFinderResult, lr_find
 from heron.train.metrics import resolve_metric
 from heron.train.schedules import Schedule
-from heron.transfer.freeze import set_train_mode
+from heron.nn.modes import set_train_mode
 
 __all__ = ["Learner", "resolve_device"]
 

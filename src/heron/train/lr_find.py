@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from heron.train.checkpoint import clone_to_cpu, get_rng_state, set_rng_state
-from heron.transfer.freeze import set_train_mode
+from heron.nn.modes import set_train_mode
 
 __all__ = ["LRFinderResult", "lr_find"]
 

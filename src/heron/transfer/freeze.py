@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from heron.errors import ModelError
+from heron.nn.modes import is_frozen, set_train_mode  # noqa: F401  (set_train_mode re-exported)
 
 __all__ = ["discriminative_param_groups", "freeze", "frozen_groups", "set_train_mode", "unfreeze"]
 
@@ -65,14 +66,9 @@ def unfreeze(model: nn.Module, n: int | str = "all") -> nn.Module:
     return model
 
 
-def _is_frozen(module: nn.Module) -> bool:
-    params = list(module.parameters())
-    return bool(params) and not any(p.requires_grad for p in params)
-
-
 def frozen_groups(model: nn.Module) -> list[str]:
     """Names of the groups whose parameters are all frozen, input to output."""
-    return [name for name, module in _groups(model).items() if _is_frozen(module)]
+    return [name for name, module in _groups(model).items() if is_frozen(module)]
 
 
 def discriminative_param_groups(model: nn.Module, lr: float, lr_ratio: float = 0.1,
@@ -114,21 +110,3 @@ def _group_lrs(names: list[str], lr: float, lr_ratio: float,
     if k == 1:
         return [float(lr)]
     return [float(lr * lr_ratio ** ((k - 1 - i) / (k - 1))) for i in range(k)]
-
-
-def set_train_mode(model: nn.Module) -> nn.Module:
-    """`model.train()`, but batch norm inside fully frozen groups stays in eval mode.
-
-    Without `layer_groups()`, a batch-norm layer whose own parameters are all
-    frozen stays in eval mode. Returns the model.
-    """
-    model.train()
-    if callable(getattr(model, "layer_groups", None)):
-        frozen = [module for module in model.layer_groups().values() if _is_frozen(module)]
-    else:
-        frozen = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and _is_frozen(m)]
-    for module in frozen:
-        for layer in module.modules():
-            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                layer.eval()
-    return model

@@ -12,6 +12,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from heron.nn.modes import batchnorm_eval
+
 __all__ = ["ClassifierModel"]
 
 
@@ -45,9 +47,7 @@ class ClassifierModel(nn.Module):
         """
         super().train(mode)
         if mode and self.freeze_bn_stats:
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            batchnorm_eval(self.backbone)
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
