@@ -103,25 +103,37 @@ def extract_features(
 
 @dataclass
 class _Pass:
-    entry_keys: list[str | None]  # flat, item-major: N * V
-    n_items: int
+    item_keys: list[list[str] | None]  # per item: one cache key per view (None: unreadable file)
     views: list[str]
     failed: set[int]
     errors: list[str]
     forwards: int
 
     def ok_keys(self) -> list[str]:
-        v = len(self.views)
-        return [k for i in range(self.n_items) if i not in self.failed for k in self.entry_keys[i * v : (i + 1) * v]]
+        return [k for i, keys in enumerate(self.item_keys) if i not in self.failed for k in keys]
 
     def extraction(self, cache: FeatureCache) -> Extraction:
-        rows = np.full((self.n_items, len(self.views)), -1, dtype=np.int64)
-        for i in range(self.n_items):
-            if i in self.failed:
-                continue
-            keys = self.entry_keys[i * len(self.views) : (i + 1) * len(self.views)]
-            rows[i] = cache.rows(keys)
+        rows = np.full((len(self.item_keys), len(self.views)), -1, dtype=np.int64)
+        for i, keys in enumerate(self.item_keys):
+            if i not in self.failed:
+                rows[i] = cache.rows(keys)
         return Extraction(rows, self.views, self.errors, self.forwards)
+
+
+def _item_keys(paths, cache: FeatureCache, view_names: list[str], failed: set[int], errors: list[str]):
+    """Cache keys of every path under every view; unreadable files are marked failed."""
+    item_keys: list[list[str] | None] = []
+    for i, path in enumerate(paths):
+        try:
+            digest = cache.file_keys([path])[0]
+        except OSError as err:
+            item_keys.append(None)
+            failed.add(i)
+            errors.append(f"{path}: cannot read ({err.strerror or err}); check that it exists and is readable")
+            continue
+        item_keys.append([f"{digest}|{view}" for view in view_names])
+    cache.save_file_hashes()
+    return item_keys
 
 
 def _extract_once(model, paths, cache, views, min_size, batch_size, workers, device, progress, desc) -> _Pass:
@@ -129,18 +141,8 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
     view_names = list(views)
     failed: set[int] = set()
     errors: list[str] = []
-    hashes: list[str | None] = []
-    for i, path in enumerate(paths):
-        try:
-            hashes.append(cache.file_keys([path])[0])
-        except OSError as err:
-            hashes.append(None)
-            failed.add(i)
-            errors.append(f"{path}: cannot read ({err.strerror or err}); check that it exists and is readable")
-    cache.save_file_hashes()
-    entry_keys = [None if h is None else f"{h}|{v}" for h in hashes for v in view_names]
-    todo = sorted({i for i in range(len(paths)) if i not in failed and any(
-        entry_keys[i * len(view_names) + j] not in cache.index for j in range(len(view_names)))})
+    item_keys = _item_keys(paths, cache, view_names, failed, errors)
+    todo = [i for i, keys in enumerate(item_keys) if keys and cache.missing(keys)]
     forwards = 0
     if todo:
         model = _inference_copy(model, device)
@@ -156,26 +158,18 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
             n, v = x.shape[:2]
             feats = run_trunk(model, x.flatten(0, 1), device).view(n, v, -1)  # (n, V, D)
             forwards += n * v
-            keys, rows = [], []
-            for item, per_view in zip(item_ids.tolist(), feats):
-                for j in range(v):
-                    key = entry_keys[item * v + j]
-                    if key not in cache.index:
-                        keys.append(key)
-                        rows.append(per_view[j].numpy())
-            if keys:
-                cache.add(keys, np.stack(rows), commit=False)
+            new = [(key, feat.numpy()) for item, per_view in zip(item_ids.tolist(), feats)
+                   for key, feat in zip(item_keys[item], per_view) if key not in cache.index]
+            if new:
+                cache.add([key for key, _ in new], np.stack([feat for _, feat in new]), commit=False)
             if time.monotonic() - last_commit > COMMIT_SECONDS:  # keep progress, not O(N^2) index writes
                 cache.commit()
                 last_commit = time.monotonic()
             bar.update(n)
         cache.commit()
         bar.close()
-        done = {k for k in cache.index}
-        for i in todo:
-            if entry_keys[i * len(view_names)] not in done:
-                failed.add(i)
-    return _Pass(entry_keys, len(paths), view_names, failed, errors, forwards)
+        failed |= {i for i in todo if cache.missing(item_keys[i])}
+    return _Pass(item_keys, view_names, failed, errors, forwards)
 
 
 class FeatureBatches:
