@@ -65,23 +65,20 @@ def _top_losses(data, pre, probs: torch.Tensor, targets: torch.Tensor, kept_path
     return items
 
 
-def write_outputs(run, config, data, model, pre, probs, targets, history, errors, lr_result, elapsed) -> dict:
+def write_outputs(run, config, data, model, pre, probs, targets, paths, history, errors, lr_result, elapsed) -> dict:
     """Write metrics, figures, errors.txt, config.json (with results) and report.html."""
     metrics = score(probs, targets, data.classes, config.clip) if not data.multilabel else {
         "accuracy": float(((probs > 0.5).float() == targets.float()).float().mean()),
         "log_loss": float(torch.nn.functional.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), targets.float())),
     }
-    bad = {e.split(": ")[0] for e in errors}
-    kept = [p for p, _ in data.valid if str(p) not in bad]
     figures = []
     if history:
         figures.append(("Loss and accuracy per epoch", plot_history(history, run / "history.png").name))
     if "confusion" in metrics:
         figures.append(("Confusion matrix (validation)", plot_confusion(np.array(metrics["confusion"]), data.classes, run / "confusion.png").name))
-        if len(kept) == len(targets):
-            items = _top_losses(data, pre, probs, targets, kept)
-            if items:
-                figures.append(("Top losses: the validation images the model got most wrong", plot_top_losses(items, run / "top_losses.png").name))
+        items = _top_losses(data, pre, probs, targets, paths)
+        if items:
+            figures.append(("Top losses: the validation images the model got most wrong", plot_top_losses(items, run / "top_losses.png").name))
     figures.append(("Images per class", plot_class_balance(data.class_counts(), run / "class_balance.png").name))
     if lr_result is not None:
         figures.append(("Learning-rate finder", plot_lr_find(lr_result.lrs, lr_result.losses, lr_result.suggestion, run / "lr_find.png").name))

@@ -126,9 +126,9 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
         history += _finetune(config, model, pre, data, errors, device, run, resume)
         valid_feats = None
 
-    probs, targets = _valid_predictions(config, model, pre, data, valid_feats, device, errors)
+    probs, targets, scored = _valid_predictions(config, model, pre, data, valid_feats, device, errors)
     elapsed = time.time() - started
-    metrics = write_outputs(run, config, data, model, pre, probs, targets, history, errors, lr_result, elapsed)
+    metrics = write_outputs(run, config, data, model, pre, probs, targets, scored, history, errors, lr_result, elapsed)
     save_weights(model, run / "model.safetensors", metadata={"format": "heron.ClassifierModel"})
     if data.test:
         path = _write_test_predictions(run, model, pre, data, config)
@@ -205,13 +205,13 @@ def _precomputed_head(config, model, pre, data, errors, device, run):
         errors.extend(e for e in ext.errors if e not in errors)
         ok = ext.ok()
         targets = torch.as_tensor([t for (_, t), good in zip(items, ok) if good])
-        splits[split] = (ext.rows[ok], targets)
+        splits[split] = (ext.rows[ok], targets, [p for p, good in zip(paths, ok) if good])
         views = f" x {len(ext.views)} views" if len(ext.views) > 1 else ""
         cached = int(ok.sum()) * len(ext.views) - ext.forwards
         _say(config, f"{split}: {int(ok.sum())} images{views}, {ext.forwards} computed, {cached} from cache")
     features = cache.array()
-    train_rows, train_y = splits["train"]
-    valid_rows, valid_y = splits["valid"]
+    train_rows, train_y, _ = splits["train"]
+    valid_rows, valid_y, valid_paths = splits["valid"]
     train_dl = FeatureBatches(features, train_rows, train_y, config.batch_size, shuffle=True)
     # Validation during the head phase uses the first (un-augmented) view.
     valid_dl = FeatureBatches(features, valid_rows[:, :1], valid_y, 256)
@@ -220,7 +220,7 @@ def _precomputed_head(config, model, pre, data, errors, device, run):
         weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, run, "head"),
         device=device, multilabel=data.multilabel, quiet=config.quiet,
     )
-    return learner, (features, valid_rows, valid_y)
+    return learner, (features, valid_rows, valid_y, valid_paths)
 
 
 def _image_loader(items, transform, pre, batch_size, shuffle, config, errors):
@@ -288,10 +288,10 @@ def _fast_bn_momentum(module: nn.Module, momentum: float = 0.1) -> None:
 
 
 def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
-    """Validation probabilities `(N, C)` (TTA views averaged) and targets."""
+    """Validation probabilities `(N, C)` (TTA views averaged), targets, and the files they belong to."""
     model.eval().to(device)
     if valid_feats is not None:
-        features, rows, targets = valid_feats
+        features, rows, targets, paths = valid_feats
         probs = []
         with torch.inference_mode():
             for start in range(0, len(rows), 1024):  # batches: RAM stays flat however many images
@@ -301,12 +301,13 @@ def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
                     for v in range(chunk.shape[1])
                 ]
                 probs.append(torch.stack(per_view).mean(0).cpu())
-        return torch.cat(probs), targets
+        return torch.cat(probs), targets, paths
     views = list(_views(config, pre, "valid").values())
-    loader = image_loader(ImageFiles(_items(data, "valid"), views, min_size=pre.decode_min_size()), batch_size=32, workers=config.workers)
-    probs, targets = [], []
+    items = _items(data, "valid")
+    loader = image_loader(ImageFiles(items, views, min_size=pre.decode_min_size()), batch_size=32, workers=config.workers)
+    probs, targets, paths = [], [], []
     with torch.inference_mode():
-        for x, y, _, batch_errors in loader:
+        for x, y, idx, batch_errors in loader:
             errors.extend(e for _, e in batch_errors if e not in errors)
             if x is None:
                 continue
@@ -314,7 +315,8 @@ def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
             logits = model(x.flatten(0, 1).to(device).float().div_(255.0))  # (n*V, C)
             probs.append(_activate(logits, data.multilabel).view(n, v, -1).mean(1).cpu())
             targets.append(y)
-    return torch.cat(probs), torch.cat(targets)
+            paths.extend(items[i][0] for i in idx.tolist())
+    return torch.cat(probs), torch.cat(targets), paths
 
 
 def _activate(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -442,5 +444,5 @@ def evaluate(run_path: str | Path, data_path: str | Path, tta: str | None = None
     config = TrainConfig.from_dict({**loaded.config.to_dict(), "tta": tta, "quiet": quiet})
     fake = type("D", (), {"valid": items, "multilabel": loaded.multilabel})
     errors: list[str] = []
-    probs, targets = _valid_predictions(config, loaded.model, loaded.pre, fake, None, torch.device("cpu"), errors)
+    probs, targets, _ = _valid_predictions(config, loaded.model, loaded.pre, fake, None, torch.device("cpu"), errors)
     return {"accuracy": accuracy(probs, targets), "log_loss": log_loss(probs, targets), "images": len(targets), "errors": errors}
