@@ -20,12 +20,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def demo_config(data: Path, out: str | None, quiet: bool):
-    """The demo's settings: 64 px digits, GAP head on cached features, then unfreeze all."""
+    """The demo's settings: 64 px digits, GAP head on cached features, then unfreeze all.
+
+    Six fine-tuning epochs with small random crops: measured over two splits
+    (seeds 0 and 1) they end at 0.975 and 0.983; five epochs without crops
+    ranged from 0.964 to 0.983.
+    """
     from heron.config import TrainConfig
 
     return TrainConfig(
         data=str(data), out=out, size=[64], crop_pct=1.0, head="gap", dropout=0.0, epochs=10, lr=1e-2,
-        unfreeze="all", finetune_epochs=5, finetune_lr=1e-3, finetune_batch_size=64, augment="none", quiet=quiet,
+        unfreeze="all", finetune_epochs=6, finetune_lr=1e-3, finetune_batch_size=64, augment="light", quiet=quiet,
     )
 
 
