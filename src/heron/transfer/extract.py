@@ -25,7 +25,6 @@ from heron.transfer.cache import CacheDamaged, FeatureCache
 __all__ = ["Extraction", "FeatureBatches", "SeededView", "extract_features", "run_trunk"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-COMMIT_SECONDS = 20.0  # how often an extraction writes the cache index
 
 
 class SeededView:
@@ -142,33 +141,37 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
     failed: set[int] = set()
     errors: list[str] = []
     item_keys = _item_keys(paths, cache, view_names, failed, errors)
-    todo = [i for i, keys in enumerate(item_keys) if keys and cache.missing(keys)]
-    forwards = 0
-    if todo:
-        model = _inference_copy(model, device)
+    unreadable: set[int] = set()
+    forwards, trunk = 0, None
+    for _ in range(3):  # a second round only when another process cleared the cache meanwhile
+        cache.refresh()  # rows other processes have committed are done
+        todo = [i for i, keys in enumerate(item_keys) if keys and i not in unreadable and cache.missing(keys)]
+        if not todo:
+            break
+        if trunk is None:
+            trunk = _inference_copy(model, device)
         dataset = ImageFiles([(paths[i], i) for i in todo], [views[v] for v in view_names], min_size=min_size)
         loader = image_loader(dataset, batch_size=batch_size, workers=workers)
         bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress, leave=False)
-        last_commit = time.monotonic()
-        for x, item_ids, _, batch_errors in loader:
-            errors.extend(message for _, message in batch_errors)
-            bar.update(len(batch_errors))
-            if x is None:
-                continue
-            n, v = x.shape[:2]
-            feats = run_trunk(model, x.flatten(0, 1), device).view(n, v, -1)  # (n, V, D)
-            forwards += n * v
-            new = [(key, feat.numpy()) for item, per_view in zip(item_ids.tolist(), feats)
-                   for key, feat in zip(item_keys[item], per_view) if key not in cache.index]
-            if new:
-                cache.add([key for key, _ in new], np.stack([feat for _, feat in new]), commit=False)
-            if time.monotonic() - last_commit > COMMIT_SECONDS:  # keep progress, not O(N^2) index writes
-                cache.commit()
-                last_commit = time.monotonic()
-            bar.update(n)
-        cache.commit()
-        bar.close()
-        failed |= {i for i in todo if cache.missing(item_keys[i])}
+        try:
+            for x, item_ids, _, batch_errors in loader:
+                unreadable.update(todo[pos] for pos, _ in batch_errors)
+                errors.extend(message for _, message in batch_errors)
+                bar.update(len(batch_errors))
+                if x is None:
+                    continue
+                n, v = x.shape[:2]
+                feats = run_trunk(trunk, x.flatten(0, 1), device).view(n, v, -1)  # (n, V, D)
+                forwards += n * v
+                new = [(key, feat.numpy()) for item, per_view in zip(item_ids.tolist(), feats)
+                       for key, feat in zip(item_keys[item], per_view) if key not in cache.index]
+                if new:  # committed every batch (O(batch) on disk): a kill loses at most this one
+                    cache.add([key for key, _ in new], np.stack([feat for _, feat in new]))
+                bar.update(n)
+        finally:  # Ctrl-C: keep what is finished, then let the KeyboardInterrupt go on
+            cache.commit()
+            bar.close()
+    failed |= {i for i, keys in enumerate(item_keys) if keys and cache.missing(keys)}
     return _Pass(item_keys, view_names, failed, errors, forwards)
 
 
