@@ -271,7 +271,7 @@ def test_csv_without_header_and_image_root(tmp_path):
     ds = discover(csv_path, image_root=tmp_path / "photos")
     assert ds.root == tmp_path / "photos"
     assert sorted(p.name for p, _ in ds.train + ds.valid) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
-    with pytest.raises(DataError, match=r"y\.csv line 1: file .*a\.jpg not found \(and 3 more\)"):
+    with pytest.raises(DataError, match=r"y\.csv line 1: file .*a\.jpg not found \(4 of 4 listed"):
         discover(csv_path)  # relative to the CSV's own folder there is nothing
 
 
@@ -345,7 +345,7 @@ def test_csv_tab_separated_and_absolute_paths(tmp_path):
         ("a.jpg,x\nb.jpg\n", r"line 2: expected 'path,label\[,is_valid\]'"),
         ("a.jpg,x\nb.jpg,y,1,extra\n", r"line 2: expected 'path,label"),
         ("path,label\na.jpg,x\n\nb.jpg,   \n", r"line 4: empty label for b\.jpg"),
-        ("a.jpg,x\nmissing.jpg,y\nb.jpg,y\n", r"line 2: file .*missing\.jpg not found; fix the path"),
+        ("a.jpg,x\nmissing.jpg,y\ngone.jpg,y\n", r"line 2: file .*missing\.jpg not found \(2 of 3 .*--image-root"),
         ("a.jpg,x,maybe\nb.jpg,y,1\n", r"line 1: split value 'maybe'"),
         ("a.jpg,x\nb.jpg,x\n", r"only one class \('x'\)"),
         ("path,label\n", "lists no images"),
@@ -365,6 +365,15 @@ def test_csv_duplicate_paths_warn(tmp_path):
     assert len(ds.train) + len(ds.valid) == 4
     assert any("listed more than once" in w and "line 5" in w for w in ds.warnings)
     assert next(y for p, y in ds.train + ds.valid if p.name == "a.jpg") == 0  # first line kept
+
+
+def test_csv_few_missing_files_are_skipped_and_listed(tmp_path):
+    _touch(tmp_path, "a.jpg", "b.jpg", "c.jpg", "d.jpg")
+    ds = discover(_csv(tmp_path / "m.csv", "a.jpg,x\nb.jpg,x\nlost.jpg,y\nc.jpg,y\nd.jpg,y\n"), min_per_class_warn=1)
+    used = sorted(p.name for p, _ in ds.train + ds.valid)
+    assert used == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    assert len(ds.skipped) == 1 and "lost.jpg" in ds.skipped[0] and "line 3" in ds.skipped[0]
+    assert any("not found and skipped" in w for w in ds.warnings)
 
 
 def test_csv_missing_image_root(tmp_path):

@@ -79,6 +79,7 @@ class DataSplits:
     root: Path
     warnings: list[str] = field(default_factory=list)
     layout: str = ""
+    skipped: list[str] = field(default_factory=list)  # one line per listed file that was not used
 
     @property
     def num_classes(self) -> int:
@@ -458,16 +459,24 @@ def _read_rows(csv_path: Path, root: Path) -> list[_Row]:
     return rows
 
 
-def _check_missing(csv_path: Path, rows: list[_Row], root: Path, on_disk: set[str]) -> None:
-    """A listed file that does not exist is an error naming the first one and its line."""
+def _missing_rows(csv_path: Path, rows: list[_Row], root: Path, on_disk: set[str]) -> tuple[list[_Row], list[str]]:
+    """Drop listed files that do not exist, one message each for errors.txt.
+
+    A few missing files are skipped like unreadable ones; when most are
+    missing the paths point somewhere else, which is an error naming the root.
+    """
     missing = [r for r in rows if r.key not in on_disk and not os.path.isfile(r.key)]
-    if missing:
+    if not missing:
+        return rows, []
+    if len(missing) * 2 > len(rows):
         first = missing[0]
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DataError(
-            f"{csv_path} line {first.line}: file {first.path} not found{more}; fix the path "
-            f"(paths are relative to {root}; pass image_root to change that)"
+            f"{csv_path} line {first.line}: file {first.path} not found ({len(missing)} of {len(rows)} listed "
+            f"files are missing); fix the paths, which are relative to {root} (--image-root FOLDER changes that)"
         )
+    gone = {id(r) for r in missing}
+    messages = [f"{r.path}: not found ({csv_path.name} line {r.line}); skipped" for r in missing]
+    return [r for r in rows if id(r) not in gone], messages
 
 
 def _dedupe(csv_path: Path, rows: list[_Row]) -> tuple[list[_Row], list[str]]:
@@ -504,13 +513,16 @@ def _unlabelled(csv_path: Path, rows: list[_Row], images: list[str], root: Path)
 def _discover_csv(csv_path: Path, image_root: Path | None, opts: _Options) -> DataSplits:
     root = Path(image_root) if image_root is not None else csv_path.parent
     if not root.is_dir():
-        raise DataError(f"{root}: image folder not found; check image_root")
+        raise DataError(f"{root}: image folder not found; pass the folder the CSV's paths start from with --image-root")
     images = [os.path.normpath(p) for p in scan_files(root)[0]]
     rows = _read_rows(csv_path, root)
     if not rows:
         raise DataError(f"{csv_path}: lists no images; add lines of path,label")
-    _check_missing(csv_path, rows, root, set(images))
+    rows, missing = _missing_rows(csv_path, rows, root, set(images))
     rows, notes = _dedupe(csv_path, rows)
+    if missing:
+        notes.append(f"{len(missing)} file(s) listed in {csv_path.name} not found and skipped, "
+                     f"e.g. {missing[0]}")
     notes += _unlabelled(csv_path, rows, images, root)
     labelled = [r for r in rows if r.split != "test"]
     tokens = [r.label.split() for r in labelled]
@@ -534,7 +546,9 @@ def _discover_csv(csv_path: Path, image_root: Path | None, opts: _Options) -> Da
     else:
         train, valid = split_stratified(samples, opts.valid_pct, opts.seed)
         layout = "csv, split"
-    return _finish(layout, csv_path, root, classes, train, valid, test, multilabel, notes, opts)
+    splits = _finish(layout, csv_path, root, classes, train, valid, test, multilabel, notes, opts)
+    splits.skipped = missing
+    return splits
 
 
 def _split_class_notes(classes: list[str], train: list[Sample], valid: list[Sample]) -> list[str]:
@@ -576,7 +590,8 @@ def discover(
     Raises:
         DataError: a missing path, no images, one class, an empty class
             folder, train/valid class folders that differ, a CSV line that is
-            malformed, has an empty label or names a missing file.
+            malformed or has an empty label, a CSV most of whose files are
+            missing (a few missing files are skipped and listed in `skipped`).
     """
     opts = _Options(valid_pct, seed, min_per_class_warn, min_classes)
     source = Path(source)
