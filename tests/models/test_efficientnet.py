@@ -158,6 +158,9 @@ def test_imagenet_categories():
     assert len(IMAGENET_CATEGORIES) == 1000
     assert IMAGENET_CATEGORIES[ESPRESSO] == "espresso"
     assert IMAGENET_CATEGORIES[281] == "tabby"
+    from torchvision.models import ResNet50_Weights
+
+    assert IMAGENET_CATEGORIES == tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])  # the file matches
 
 
 @pytest.fixture(scope="module")

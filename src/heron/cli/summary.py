@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from heron.errors import ModelError
 
 
@@ -38,6 +36,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from heron.models import build, names, summary
 
     if args.pattern is not None:

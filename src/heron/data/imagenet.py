@@ -1,13 +1,16 @@
 """ImageNet-1k class names, in the order every ImageNet classifier's logits use.
 
-Taken from torchvision's weight metadata rather than typed out, so the names
-and their order are exactly the ones torchvision's pretrained models report.
+Copied once from torchvision's weight metadata (`ResNet50_Weights.IMAGENET1K_V1.meta["categories"]`,
+a test checks they still agree) into `imagenet_classes.txt`, so reading them
+does not import torchvision.
 """
 
 from __future__ import annotations
 
-from torchvision.models import ResNet50_Weights
+from importlib.resources import files
 
 __all__ = ["IMAGENET_CATEGORIES"]
 
-IMAGENET_CATEGORIES: tuple[str, ...] = tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+IMAGENET_CATEGORIES: tuple[str, ...] = tuple(
+    files("heron.data").joinpath("imagenet_classes.txt").read_text(encoding="utf-8").splitlines()
+)

@@ -5,17 +5,24 @@ at the network's input size; workers ship those small uint8 tensors and the
 network normalises whole batches itself (mean/std are buffers of the model). What a set of weights
 expects (size, crop fraction, mean/std, interpolation) comes from its
 `WeightSpec`, so preprocessing travels with the weights.
+
+The evaluation path (`eval_transform`, `tta_views`) is plain torch: the same
+arithmetic as `torchvision.transforms.v2.functional.resize` / `center_crop` /
+`five_crop` / `horizontal_flip`, bit for bit (tests check it), without
+importing torchvision, whose import costs more than a warm run's training.
+Only the training augmentations load `torchvision.transforms.v2`, when asked for.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-import torchvision.transforms.v2 as T
-import torchvision.transforms.v2.functional as TF
+import torch.nn.functional as F
 
 __all__ = [
     "Preprocessing",
@@ -87,8 +94,96 @@ class Preprocessing:
         return min(self.resize_size())
 
 
-def _interp(name: str) -> T.InterpolationMode:
-    return T.InterpolationMode(name)
+# ---- torch-only kernels (torchvision.transforms.v2.functional's arithmetic) -------------
+_INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
+
+
+@functools.cache
+def _vector_cpu() -> bool:
+    """True where torch's uint8 bilinear kernel is vectorised (AVX2, AVX512, ARM64)."""
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+
+
+def _native_uint8(mode: str, device: torch.device) -> bool:
+    """Whether torch resizes uint8 directly (else via float32 and rounding), as torchvision decides."""
+    if mode in ("nearest", "nearest-exact"):
+        return True
+    if device.type != "cpu":
+        return False
+    if mode == "bilinear":
+        return _vector_cpu()
+    return mode == "bicubic"
+
+
+def resize(img: torch.Tensor, size: Sequence[int], interpolation: str = "bilinear") -> torch.Tensor:
+    """`img (..., C, H, W)` resized to `size` (h, w), antialiased when shrinking.
+
+    Bit-identical to `torchvision.transforms.v2.functional.resize(img, size,
+    interpolation, antialias=True)` for uint8 and float tensors.
+    """
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; use one of {', '.join(_INTERPOLATIONS)}")
+    smooth = interpolation in ("bilinear", "bicubic")
+    shape = img.shape
+    channels, old_h, old_w = shape[-3:]
+    new_h, new_w = int(size[0]), int(size[1])
+    if (new_h, new_w) == (old_h, old_w):
+        return img
+    if img.numel() == 0:
+        return img.reshape(shape[:-3] + (channels, new_h, new_w))
+    dtype = img.dtype
+    x = img.reshape(-1, channels, old_h, old_w)  # (N, C, H, W)
+    strides = x.stride()
+    if x.is_contiguous(memory_format=torch.channels_last) and x.shape[0] == 1 and img.numel() != strides[0]:
+        # keep a single channels-last image channels-last (interpolate would allocate it contiguous)
+        x = x.as_strided((1, channels, old_h, old_w), (img.numel(), *strides[1:]))
+    cast = dtype not in (torch.float32, torch.float64) and not (dtype == torch.uint8 and _native_uint8(interpolation, x.device))
+    if cast:
+        x = x.to(torch.float32)
+    x = F.interpolate(x, size=[new_h, new_w], mode=interpolation, align_corners=False if smooth else None,
+                      antialias=smooth)
+    if cast:
+        if interpolation == "bicubic" and dtype == torch.uint8:
+            x = x.clamp_(0, 255)
+        if not dtype.is_floating_point:
+            x = x.round_()
+        x = x.to(dtype)
+    return x.reshape(shape[:-3] + (channels, new_h, new_w))
+
+
+def center_crop(img: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """The central `size` (h, w) of `img (..., H, W)`, zero-padded when the image is smaller."""
+    crop_h, crop_w = int(size[0]), int(size[1])
+    shape = img.shape
+    if img.numel() == 0:
+        return img.reshape(shape[:-2] + (crop_h, crop_w))
+    h, w = shape[-2:]
+    if crop_h > h or crop_w > w:
+        pad_w, pad_h = max(crop_w - w, 0), max(crop_h - h, 0)
+        img = F.pad(img, [pad_w // 2, (pad_w + 1) // 2, pad_h // 2, (pad_h + 1) // 2], value=0.0)
+        h, w = img.shape[-2:]
+        if (crop_h, crop_w) == (h, w):
+            return img
+    top, left = int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0))
+    return img[..., top : top + crop_h, left : left + crop_w]
+
+
+def five_crop(img: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """Top-left, top-right, bottom-left, bottom-right and center crops of `size` (h, w)."""
+    crop_h, crop_w = int(size[0]), int(size[1])
+    h, w = img.shape[-2:]
+    if crop_h > h or crop_w > w:
+        raise ValueError(f"Requested crop size {tuple(size)} is bigger than input size {(h, w)}")
+    tl = img[..., :crop_h, :crop_w]
+    tr = img[..., :crop_h, w - crop_w :]
+    bl = img[..., h - crop_h :, :crop_w]
+    br = img[..., h - crop_h :, w - crop_w :]
+    return tl, tr, bl, br, center_crop(img, (crop_h, crop_w))
+
+
+def horizontal_flip(img: torch.Tensor) -> torch.Tensor:
+    """`img (..., H, W)` mirrored left to right."""
+    return img.flip(-1)
 
 
 def _resize_cover(img: torch.Tensor, size: Size, interpolation: str) -> torch.Tensor:
@@ -96,16 +191,17 @@ def _resize_cover(img: torch.Tensor, size: Size, interpolation: str) -> torch.Te
     h, w = img.shape[-2:]
     scale = max(size[0] / h, size[1] / w)
     new = (max(size[0], round(h * scale)), max(size[1], round(w * scale)))
-    return TF.resize(img, list(new), interpolation=_interp(interpolation), antialias=True)
+    return resize(img, new, interpolation)
 
 
+# ---- the transforms ---------------------------------------------------------------------
 def eval_transform(pre: Preprocessing) -> Callable[[torch.Tensor], torch.Tensor]:
     """Deterministic: resize to cover size/crop_pct, center-crop to size. uint8 in, uint8 out."""
     resize_to = pre.resize_size()
 
     def transform(img: torch.Tensor) -> torch.Tensor:
         img = _resize_cover(img, resize_to, pre.interpolation)
-        return TF.center_crop(img, list(pre.size))  # (3, h, w)
+        return center_crop(img, pre.size)  # (3, h, w)
 
     return transform
 
@@ -114,7 +210,10 @@ def train_transform(
     pre: Preprocessing, scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, jitter: float = 0.2
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Random resized crop, horizontal flip, mild colour jitter: augmentation for photos."""
-    steps: list[Callable] = [T.RandomResizedCrop(list(pre.size), scale=scale, interpolation=_interp(pre.interpolation), antialias=True)]
+    import torchvision.transforms.v2 as T  # only training augmentations pay for torchvision
+
+    mode = T.InterpolationMode(pre.interpolation)
+    steps: list[Callable] = [T.RandomResizedCrop(list(pre.size), scale=scale, interpolation=mode, antialias=True)]
     if flip:
         steps.append(T.RandomHorizontalFlip())
     if jitter:
@@ -140,7 +239,7 @@ def tta_views(pre: Preprocessing, mode: str = "flip") -> list[Callable[[torch.Te
     crops of the resized image, each also mirrored (10 views).
     """
     base = eval_transform(pre)
-    views: list[Callable] = [base, lambda img: TF.horizontal_flip(base(img))]
+    views: list[Callable] = [base, lambda img: horizontal_flip(base(img))]
     if mode == "flip":
         return views
     if mode != "multicrop":
@@ -150,10 +249,10 @@ def tta_views(pre: Preprocessing, mode: str = "flip") -> list[Callable[[torch.Te
     def corner(index: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def view(img: torch.Tensor) -> torch.Tensor:
             img = _resize_cover(img, resize_to, pre.interpolation)
-            return TF.five_crop(img, list(pre.size))[index]
+            return five_crop(img, pre.size)[index]
 
         return view
 
     corners = [corner(i) for i in range(4)]
-    mirrored = [lambda img, v=v: TF.horizontal_flip(v(img)) for v in corners]
+    mirrored = [lambda img, v=v: horizontal_flip(v(img)) for v in corners]
     return views + corners + mirrored

@@ -1,6 +1,11 @@
 """What a classification run leaves behind: metrics, figures, errors and the report.
 
 Separate from the training recipe so `classify.py` reads as the recipe alone.
+The numbers, errors.txt, config.json and report.html are written at once; the
+PNG figures are described in a small job (`heron.interpret.figures_job`) and
+drawn either here ("inline") or by a background process ("background"), so a
+finished run does not wait for matplotlib. `wait_for_figures(run_dir)` waits
+for a background job.
 """
 
 from __future__ import annotations
@@ -11,22 +16,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heron.data.images import load_image
-from heron.data.transforms import eval_transform
-from heron.errors import ImageError
-from heron.interpret import (
-    plot_class_balance,
-    plot_confusion,
-    plot_history,
-    plot_lr_find,
-    plot_top_losses,
-    write_report,
+from heron.interpret.figures_job import (
+    TOP_LOSSES,
+    planned_figures,
+    refresh_report,
+    render_job,
+    start_background,
+    wait_for_figures,
 )
+from heron.interpret.report import write_report
 from heron.train.metrics import accuracy, confusion_matrix, log_loss, precision_recall_per_class
 
-__all__ = ["write_outputs", "score"]
+__all__ = ["write_outputs", "score", "score_run", "describe_figures", "wait_for_figures", "FIGURE_MODES"]
 
-TOP_LOSSES = 12
+FIGURE_MODES = ("inline", "background", "none")
 
 
 def score(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], clip: float | None = None) -> dict:
@@ -45,43 +48,82 @@ def score(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], clip: 
     }
 
 
-def _top_losses(data, pre, probs: torch.Tensor, targets: torch.Tensor, kept_paths: list[Path]) -> list[dict]:
-    """The validation images the model got most wrong, decoded for the figure."""
+def score_run(probs: torch.Tensor, targets: torch.Tensor, data, clip: float | None = None) -> dict:
+    """The validation metrics of a run: `score` for one label per image, accuracy and BCE for multi-label."""
+    if not data.multilabel:
+        return score(probs, targets, data.classes, clip)
+    return {
+        "accuracy": float(((probs > 0.5).float() == targets.float()).float().mean()),
+        "log_loss": float(torch.nn.functional.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), targets.float())),
+    }
+
+
+def _top_losses(classes: list[str], probs: torch.Tensor, targets: torch.Tensor, kept_paths: list[Path]) -> list[dict]:
+    """The validation images the model got most wrong, highest loss first (files, not pixels).
+
+    The figure decodes them; one that cannot be read then is skipped.
+    """
     picked = probs[torch.arange(len(targets)), targets].clamp_min(1e-12)
     losses = -picked.log()
     order = torch.argsort(losses, descending=True)[:TOP_LOSSES]
-    show = eval_transform(pre)
     items = []
     for i in order.tolist():
-        try:
-            image = show(load_image(kept_paths[i]))
-        except ImageError:
-            continue
         pred = int(probs[i].argmax())
+        path = Path(kept_paths[i])
         items.append({
-            "image": image, "label": data.classes[int(targets[i])], "pred": data.classes[pred],
-            "prob": float(probs[i, pred]), "loss": float(losses[i]), "name": kept_paths[i].name,
+            "path": str(path.resolve()), "label": classes[int(targets[i])], "pred": classes[pred],
+            "prob": float(probs[i, pred]), "loss": float(losses[i]), "name": path.name,
         })
     return items
 
 
-def write_outputs(run, config, data, model, pre, probs, targets, paths, history, errors, lr_result, elapsed) -> dict:
-    """Write metrics, figures, errors.txt, config.json (with results) and report.html."""
-    metrics = score(probs, targets, data.classes, config.clip) if not data.multilabel else {
-        "accuracy": float(((probs > 0.5).float() == targets.float()).float().mean()),
-        "log_loss": float(torch.nn.functional.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), targets.float())),
+def _plain(value):
+    """`value` with tensors, numpy values and tuples made JSON-ready."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return _plain(value.tolist())
+    return value
+
+
+def describe_figures(data, pre, probs, targets, paths, history, metrics, lr_result) -> dict:
+    """What the run's figures need, as plain JSON-ready data (see `heron.interpret.figures_job`)."""
+    single_label = "confusion" in metrics
+    return {
+        "classes": list(data.classes),
+        "preprocessing": pre.to_dict(),
+        "history": _plain(list(history or [])),
+        "confusion": metrics["confusion"] if single_label else None,
+        "top_losses": _top_losses(data.classes, probs, targets, paths) if single_label else None,
+        "class_counts": _plain(data.class_counts()),
+        "lr_find": None if lr_result is None else {
+            "lrs": _plain(lr_result.lrs), "losses": _plain(lr_result.losses),
+            "suggestion": None if lr_result.suggestion is None else float(lr_result.suggestion),
+        },
     }
-    figures = []
-    if history:
-        figures.append(("Loss and accuracy per epoch", plot_history(history, run / "history.png").name))
-    if "confusion" in metrics:
-        figures.append(("Confusion matrix (validation)", plot_confusion(np.array(metrics["confusion"]), data.classes, run / "confusion.png").name))
-        items = _top_losses(data, pre, probs, targets, paths)
-        if items:
-            figures.append(("Top losses: the validation images the model got most wrong", plot_top_losses(items, run / "top_losses.png").name))
-    figures.append(("Images per class", plot_class_balance(data.class_counts(), run / "class_balance.png").name))
-    if lr_result is not None:
-        figures.append(("Learning-rate finder", plot_lr_find(lr_result.lrs, lr_result.losses, lr_result.suggestion, run / "lr_find.png").name))
+
+
+def write_outputs(run, config, data, model, pre, probs, targets, paths, history, errors, lr_result, elapsed,
+                  *, metrics: dict | None = None, choices: dict | None = None, diagnosis=None,
+                  figures: str | None = None) -> dict:
+    """Write errors.txt, config.json (with results), report.html and the figures; return the metrics.
+
+    `metrics` are `score_run`'s (computed here when not given).
+
+    `figures` (default: `config.figures`, else "inline"): "inline" draws the
+    PNGs before the report is written; "background" writes the report at once
+    and leaves the PNGs to a background process, which fills them into the
+    report when they are done (`wait_for_figures(run.path)` waits for it);
+    "none" writes no figures.
+    """
+    figures = figures or getattr(config, "figures", None) or "inline"
+    if figures not in FIGURE_MODES:
+        raise ValueError(f"figures={figures!r}: use one of {', '.join(FIGURE_MODES)}")
+    if metrics is None:
+        metrics = score_run(probs, targets, data, config.clip)
+    job = describe_figures(data, pre, probs, targets, paths, history, metrics, lr_result)
 
     run.write_text("errors.txt", "".join(f"{e}\n" for e in errors))
     result = {
@@ -93,7 +135,16 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
         "seconds": round(elapsed, 2),
         "skipped_files": len(errors),
     }
+    if choices:
+        result["choices"] = _plain(choices)
     run.write_json("config.json", {**config.to_dict(), "result": result})
+
+    if figures == "inline":
+        shown = render_job(job, run.path)
+    elif figures == "background":
+        shown = planned_figures(job)  # the worker fills in the figures that were drawn
+    else:
+        shown = []
     summary = {
         "data": str(Path(config.data).resolve()),
         "classes": f"{len(data.classes)} ({', '.join(data.classes[:8])}{', ...' if len(data.classes) > 8 else ''})",
@@ -104,6 +155,10 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
         "valid log loss": round(metrics["log_loss"], 4),
         "time": f"{elapsed:.1f} s",
     }
-    write_report(run.path, f"heron train: {Path(config.data).name}", summary, history,
-                 metrics.get("per_class"), figures, errors, json.loads(json.dumps(config.to_dict())))
+    extra = {} if diagnosis is None else {"diagnosis": diagnosis}
+    write_report(run.path, f"heron train: {Path(config.data).name}", summary, history, metrics.get("per_class"),
+                 shown, errors, json.loads(json.dumps(config.to_dict())), **extra)
+    if figures == "background":
+        refresh_report(run.path, shown, pending=True)
+        start_background(job, run.path)
     return metrics
