@@ -174,3 +174,70 @@ def test_failed_write_keeps_old_report_and_leaves_no_temp(run, monkeypatch):
         write_report(run_dir, **{**kwargs, "title": "new"})
     assert path.read_bytes() == before
     assert sorted(p.name for p in run_dir.iterdir()) == ["confusion.png", "history.png", "report.html"]
+
+
+# ---------------------------------------------------------------- the fit diagnosis
+
+
+def _diagnosis_section(text: str) -> str:
+    start = text.index('<section id="diagnosis"')
+    return text[start:text.index("</section>", start)]
+
+
+def test_diagnosis_is_a_section_under_the_header_with_badge_reasons_and_ordered_remedies(run):
+    from heron.train.diagnosis import Diagnosis
+
+    run_dir, kwargs = run
+    diag = Diagnosis("overfitting",
+                     reasons=["valid loss rose 38% from its best 0.38 at epoch 4", f"class {_EVIL} is odd"],
+                     remedies=["more data: more labelled images per class", "data augmentation: --precompute-aug 4",
+                               "regularisation: --dropout 0.5, --weight-decay 0.1"],
+                     line="diagnosis: overfitting (...)")
+    text = write_report(run_dir, **kwargs, diagnosis=diag).read_text(encoding="utf-8")
+    parser = _parse(text)
+    # right after the header and nav, before every other section
+    assert text.index("</nav>") < text.index('id="diagnosis"') < text.index('id="figures"')
+    assert '<nav><a href="#diagnosis">Diagnosis</a>' in text
+    section = _diagnosis_section(text)
+    assert 'class="diagnosis tone-warn"' in section and '<span class="badge">overfitting</span>' in section
+    reasons = section[section.index("<ul>"):section.index("</ul>")]
+    assert reasons.count("<li>") == 2 and "&lt;script&gt;" in reasons and "<script" not in text
+    remedies = section[section.index("<ol>"):section.index("</ol>")]
+    items = [html.unescape(li.split("</li>")[0]) for li in remedies.split("<li>")[1:]]
+    assert [i.split(":")[0] for i in items] == ["more data", "data augmentation", "regularisation"]
+    assert "<code>--precompute-aug 4</code>" in remedies
+    assert "<code>--dropout 0.5</code>, <code>--weight-decay 0.1</code>" in remedies
+    shown = "".join(parser.text)
+    assert "valid loss rose 38% from its best 0.38 at epoch 4" in shown and "What to try, in this order" in shown
+
+
+@pytest.mark.parametrize("verdict, tone", [("good fit", "tone-good"), ("underfitting", "tone-warn"),
+                                           ("overfitting", "tone-warn"), ("unknown", "tone-none"),
+                                           ("<odd>", "tone-none")])
+def test_diagnosis_as_a_dict_and_its_badge_colour(tmp_path, verdict, tone):
+    diag = {"verdict": verdict, "reasons": ["train 0.01 / valid 0.08"], "remedies": []}
+    text = write_report(tmp_path, "t", {}, [], None, [], None, None, diagnosis=diag).read_text(encoding="utf-8")
+    _parse(text)
+    section = _diagnosis_section(text)
+    assert f'class="diagnosis {tone}"' in section
+    assert f'<span class="badge">{html.escape(verdict)}</span>' in section
+    assert "<ol>" not in section and section.count("<li>") == 1  # no remedies: no list for them
+    assert f".{tone} {{ --tone:" in text  # the colour it names is defined
+
+
+def test_a_real_diagnosis_renders_and_the_report_without_one_is_unchanged(run):
+    from heron.train.diagnosis import diagnose
+
+    run_dir, kwargs = run
+    before = write_report(run_dir, **kwargs).read_text(encoding="utf-8")
+    assert 'id="diagnosis"' not in before and 'href="#diagnosis"' not in before
+    history = [{"phase": "head", "epoch": i + 1, "train_loss": t, "valid_loss": v}
+               for i, (t, v) in enumerate(zip([3.6, 3.3, 2.9, 2.6, 2.37], [3.5, 3.2, 2.9, 2.6, 2.45]))]
+    diag = diagnose(history, num_classes=40, train_images=280, steps=25)
+    text = write_report(run_dir, **kwargs, diagnosis=diag).read_text(encoding="utf-8")
+    _parse(text)
+    section = _diagnosis_section(text)
+    assert "underfitting" in section and section.count("<li>") == len(diag.reasons) + len(diag.remedies)
+    assert "train loss 2.37 vs chance 3.69 after 25 optimizer steps" in section
+    # everything else on the page is what it was without the diagnosis
+    assert text.replace(section + "</section>", "").replace('<a href="#diagnosis">Diagnosis</a>', "") == before

@@ -1,11 +1,11 @@
 """The HTML report of a training run: one self-contained page in the run folder.
 
-`write_report` turns what a run produced (summary numbers, per-epoch metrics,
-per-class precision and recall, the PNG figures beside it, skipped files and
-the config) into `report.html`: inline CSS, no scripts, no network, images by
-relative path so the folder can be moved or zipped as a whole. Class and file
-names come from users' folders, so every string is HTML-escaped. The file is
-written atomically (temp file + rename).
+`write_report` turns what a run produced (summary numbers, the fit diagnosis,
+per-epoch metrics, per-class precision and recall, the PNG figures beside it,
+skipped files and the config) into `report.html`: inline CSS, no scripts, no
+network, images by relative path so the folder can be moved or zipped as a
+whole. Class and file names come from users' folders, so every string is
+HTML-escaped. The file is written atomically (temp file + rename).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import html
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,28 @@ summary { cursor: pointer; padding: 10px 12px; font-weight: 600; }
 pre { margin: 0; padding: 12px; overflow: auto; max-height: 520px; border-top: 1px solid var(--line);
   font: 12.5px/1.5 ui-monospace, Menlo, Consolas, monospace; background: #fff; }
 footer { color: var(--muted); font-size: 12px; margin-top: 36px; }
+.diagnosis { margin-top: 22px; border: 1px solid var(--line); border-left: 6px solid var(--tone);
+  border-radius: 8px; padding: 14px 18px 6px; background: var(--tone-soft); }
+.diagnosis h2 { margin: 0 0 10px; border: 0; padding: 0; display: flex; align-items: center; gap: 12px; }
+.badge { display: inline-block; padding: 3px 12px; border-radius: 999px; font-size: 14px; font-weight: 700;
+  letter-spacing: .02em; color: #fff; background: var(--tone); }
+.tone-good { --tone: #1b7f3b; --tone-soft: #eef8f1; }
+.tone-warn { --tone: #b25e09; --tone-soft: #fff7eb; }
+.tone-none { --tone: #667085; --tone-soft: #f5f7fa; }
+.diag-cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 6px 28px; }
+.diagnosis h3 { font-size: 13px; text-transform: uppercase; letter-spacing: .05em; color: var(--muted);
+  margin: 4px 0 6px; }
+.diagnosis ul, .diagnosis ol { margin: 0 0 10px; padding-left: 22px; }
+.diagnosis li { margin: 3px 0; overflow-wrap: anywhere; }
+.diagnosis ol li::marker { font-weight: 700; color: var(--tone); }
+.diagnosis code { font: 12.5px ui-monospace, Menlo, Consolas, monospace; background: #fff;
+  border: 1px solid var(--line); border-radius: 4px; padding: 0 3px; white-space: nowrap; }
 """
+
+_VERDICT_TONE = {"good fit": "tone-good", "underfitting": "tone-warn", "overfitting": "tone-warn"}
+# a `heron train` flag and its value in a remedy ("--dropout 0.5", "heron summary --list")
+_FLAG = re.compile(r"((?:heron [a-z]+ )?--[a-z][a-z-]*"
+                   r"(?: (?:[0-9][0-9.e-]*|all|photo|light|none|gap|dense|linear)\b)?)")
 
 
 # ---------------------------------------------------------------- formatting
@@ -215,6 +237,37 @@ def _best_row(rows: Sequence[Mapping[str, Any]], key: str | None) -> int | None:
     return max(scored, key=lambda t: (t[0], -t[1]))[1] if scored else None
 
 
+def _diagnosis_parts(diagnosis: Any) -> tuple[str, list[str], list[str]]:
+    """(verdict, reasons, remedies) of a `heron.train.diagnosis.Diagnosis` or a dict with those keys."""
+    if isinstance(diagnosis, Mapping):
+        get = diagnosis.get
+    else:
+        def get(key, default=None):
+            return getattr(diagnosis, key, default)
+    return (str(get("verdict") or "unknown"), [str(r) for r in get("reasons") or []],
+            [str(r) for r in get("remedies") or []])
+
+
+def _with_flags(text: str) -> str:
+    """Escaped text with the `heron train` flags in it (--dropout 0.5) set as code."""
+    return _FLAG.sub(r"<code>\1</code>", _esc(text))
+
+
+def _diagnosis_html(diagnosis: Any) -> str:
+    """The verdict as a coloured badge, the reasons as a list, the remedies as an ordered list."""
+    verdict, reasons, remedies = _diagnosis_parts(diagnosis)
+    tone = _VERDICT_TONE.get(verdict, "tone-none")
+    cols = []
+    if reasons:
+        cols.append("<div><h3>Why</h3><ul>" + "".join(f"<li>{_esc(r)}</li>" for r in reasons) + "</ul></div>")
+    if remedies:
+        cols.append("<div><h3>What to try, in this order</h3><ol>"
+                    + "".join(f"<li>{_with_flags(r)}</li>" for r in remedies) + "</ol></div>")
+    body = f'<div class="diag-cols">{"".join(cols)}</div>' if cols else ""
+    return (f'<section id="diagnosis" class="diagnosis {tone}"><h2>Diagnosis '
+            f'<span class="badge">{_esc(verdict)}</span></h2>{body}</section>')
+
+
 def _errors_html(errors: Sequence[str] | None) -> str:
     """The skipped files as a scrolling list, or a line saying there were none."""
     if not errors:
@@ -237,10 +290,12 @@ def _config_html(config: Mapping[str, Any] | None) -> str:
 # ---------------------------------------------------------------- page
 
 
-def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, errors, config) -> str:
+def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, errors, config,
+          diagnosis=None) -> str:
     """The whole report page as one HTML string."""
     from heron import __version__
 
+    top = _diagnosis_html(diagnosis) if diagnosis is not None else ""
     sections = [("figures", "Figures", _figures_html(run_dir, figures))]
     if metrics:
         sections.append(("metrics", "Metrics per epoch",
@@ -251,7 +306,8 @@ def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, error
     sections.append(("skipped", f"Skipped files ({count})", _errors_html(errors)))
     sections.append(("config", "Configuration", _config_html(config)))
 
-    nav = "".join(f'<a href="#{sid}">{_esc(name)}</a>' for sid, name, _ in sections)
+    nav = ('<a href="#diagnosis">Diagnosis</a>' if top else "") + "".join(
+        f'<a href="#{sid}">{_esc(name)}</a>' for sid, name, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{_esc(name)}</h2>{content}</section>'
                    for sid, name, content in sections)
     return (
@@ -259,7 +315,7 @@ def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, error
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
         f"<header><h1>{_esc(title)}</h1><p class=\"sub\">run folder: {_esc(run_dir.name)}</p>"
-        f"{_summary_html(summary)}</header>\n<nav>{nav}</nav>\n{body}\n"
+        f"{_summary_html(summary)}</header>\n<nav>{nav}</nav>\n{top}{body}\n"
         f"<footer>Written by heron {_esc(__version__)}.</footer>\n</main>\n</body>\n</html>\n"
     )
 
@@ -267,7 +323,7 @@ def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, error
 def write_report(run_dir: str | os.PathLike, title: str, summary: Mapping[str, str | float],
                  metrics: list[dict], per_class: list[dict] | None,
                  figures: list[tuple[str, str]], errors: list[str] | None,
-                 config: dict | None) -> Path:
+                 config: dict | None, *, diagnosis: Any = None) -> Path:
     """Write `run_dir/report.html`, the one-page report of a run, and return its path.
 
     `summary` maps a label ("dataset", "backbone", "best valid accuracy"...)
@@ -275,11 +331,15 @@ def write_report(run_dir: str | os.PathLike, title: str, summary: Mapping[str, s
     table row per epoch, the best valid accuracy highlighted); `per_class`
     rows (class, precision, recall, ...) get their own table; `figures` are
     (caption, PNG file name relative to run_dir); `errors` lists skipped
-    files; `config` is shown as collapsible JSON.
+    files; `config` is shown as collapsible JSON. `diagnosis` (a
+    `heron.train.diagnosis.Diagnosis` or a dict with "verdict", "reasons" and
+    "remedies") becomes a section right under the header: the verdict as a
+    badge (green for a good fit, amber for under- or overfitting, grey when
+    unknown), the reasons as a list and the remedies as an ordered list.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    text = _page(run_dir, title, summary or {}, metrics or [], per_class, figures or [], errors, config)
+    text = _page(run_dir, title, summary or {}, metrics or [], per_class, figures or [], errors, config, diagnosis)
     return _write_atomic(run_dir / "report.html", text)
 
 
