@@ -4,13 +4,15 @@
 size; a file that fails to decode comes back as an error record instead of an
 exception, `collate_images` drops it from the batch and the caller collects
 the messages (they end up in the run folder's errors.txt). Workers run one
-thread each: heron owns the cores it is given.
+thread each: heron owns the cores it is given, and `plan_threads` says how
+feature extraction splits them between decoding and the trunk.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from heron.data.images import load_image
 from heron.errors import ImageError
 
-__all__ = ["ImageFiles", "collate_images", "image_loader", "default_workers"]
+__all__ = ["ImageFiles", "ThreadPlan", "collate_images", "image_loader", "default_workers", "plan_threads"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,10 +76,46 @@ def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
-    """Decode workers: one fewer than the cores (at least one), at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores - 1))
+    """Decode workers for training loaders: one fewer than the cores (at least one), at most 8."""
+    return max(1, min(8, available_cores() - 1))
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How feature extraction uses the cores: single-threaded decode workers, compute threads."""
+
+    workers: int
+    threads: int
+
+
+def plan_threads(cores: int | None = None, batches: int | None = None) -> ThreadPlan:
+    """Decode workers and trunk threads for extracting features on `cores` cores (default: all given).
+
+    One decode worker per core (at most 16, at most one per batch; none for a
+    single batch, which has nothing to overlap) and one compute thread per core.
+    The two sides take turns rather than compete: a worker sleeps once its
+    prefetched batches are queued, and the trunk waits while nothing is
+    decoded, so small photos leave both cores to the trunk and 12-megapixel
+    ones give them to decoding. Measured on 2 cores (EPYC Zen 2, OpenVINO
+    engine, EfficientNet-Lite0 at 224x224, img/s, decode included):
+
+        photos          0 workers+2   1+1   1+2   2+2
+        500x375 (243)        92        68    89    96
+        1024x768             84        56    81    91
+        4000x3000            26        22    27    41
+
+    One compute thread per worker (1+1) wastes a core while decoding is
+    fast; decoding in the main process (0 workers) cannot overlap the trunk.
+    """
+    cores = max(1, available_cores() if cores is None else int(cores))
+    workers = min(cores, 16) if batches is None else (0 if batches <= 1 else min(cores, 16, batches))
+    return ThreadPlan(workers=workers, threads=cores)
 
 
 def image_loader(

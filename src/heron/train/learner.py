@@ -36,8 +36,10 @@ from heron.train.callbacks import Callback, ProgressBar
 from heron.train.checkpoint import Checkpoint, clone_to_cpu, get_rng_state, load_checkpoint, set_rng_state
 from heron.train.lr_find import LRFinderResult, lr_find
 from heron.train.metrics import resolve_metric
+from heron.train.optim import eager_optimizer
 from heron.train.schedules import Schedule
 from heron.nn.modes import set_train_mode
+from heron.nn.precision import precision_dtype, resolve_precision
 
 __all__ = ["Learner", "resolve_device"]
 
@@ -65,8 +67,12 @@ class Learner:
     "lr" (see `heron.transfer.freeze.discriminative_param_groups`); without
     them every trainable parameter is one group at `lr`. `metrics` are names
     from `heron.train.metrics` or functions `(probs, targets) -> float`.
-    `amp` turns on mixed precision on CUDA (bf16 where supported, else fp16
-    with a gradient scaler); `grad_clip` clips the gradient norm.
+    `precision` ("fp32", "bf16", "fp16", or "auto" resolved by
+    `heron.nn.precision.resolve_precision`) runs forward and loss under
+    autocast to that dtype, on the CPU as on CUDA; fp16 (CUDA only) adds a
+    gradient scaler; "fp32" changes nothing. `amp` is the older switch for
+    CUDA alone (bf16 where supported, else fp16), used when `precision` is
+    "fp32"; `grad_clip` clips the gradient norm.
 
     State callbacks read: `model`, `opt`, `phase`, `epoch` (1-based, the one
     running), `epochs`, `start_epoch` (0, or the checkpoint's epoch when
@@ -93,8 +99,10 @@ class Learner:
         amp: bool = False,
         channels_last: bool = False,
         grad_clip: float | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.channels_last = channels_last
         self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
         self.train_dl, self.valid_dl = train_dl, valid_dl
@@ -110,7 +118,7 @@ class Learner:
         self.callbacks = sorted(callbacks, key=lambda cb: getattr(cb, "order", 50))
         self.param_groups = None if param_groups is None else [{**g, "params": list(g["params"])} for g in param_groups]
         self.grad_clip = grad_clip
-        self.amp_dtype = self._amp_dtype(amp)
+        self.amp_dtype = self._amp_dtype(amp, self.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.opt: torch.optim.Optimizer | None = None
         self.schedule: Schedule | None = None
@@ -125,7 +133,9 @@ class Learner:
 
     # ------------------------------------------------------------ setup
 
-    def _amp_dtype(self, amp: bool) -> torch.dtype | None:
+    def _amp_dtype(self, amp: bool, precision: str) -> torch.dtype | None:
+        if precision != "fp32":
+            return precision_dtype(precision)
         if not amp or self.device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -157,9 +167,9 @@ class Learner:
         """A fresh optimizer over the trainable parameters; each group remembers its peak lr."""
         groups = self._groups(lr)
         if self.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+            opt = eager_optimizer(torch.optim.AdamW)(groups, lr=self.lr, weight_decay=self.weight_decay)
         elif self.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+            opt = eager_optimizer(torch.optim.SGD)(groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
         else:
             opt = self.optimizer(groups)
         for group in opt.param_groups:

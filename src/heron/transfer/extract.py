@@ -8,8 +8,6 @@ it is computed: an interrupted extraction keeps what it did.
 
 from __future__ import annotations
 
-import copy
-import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from heron.data.loader import ImageFiles, image_loader
+from heron.data.loader import ImageFiles, image_loader, plan_threads
 from heron.transfer.cache import CacheDamaged, FeatureCache
+from heron.transfer.engine import Engine, create_engine
 
 __all__ = ["Extraction", "FeatureBatches", "SeededView", "extract_features", "run_trunk"]
 
@@ -58,20 +57,20 @@ class Extraction:
         return (self.rows >= 0).all(axis=1)
 
 
-def run_trunk(model: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 `(N, 3, H, W)` -> features `(N, D)` with the model's `features()`."""
+def run_trunk(model: Engine | torch.nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 `(N, 3, H, W)` -> float32 features `(N, D)` on the CPU, through an engine or `model.features()`."""
+    if isinstance(model, Engine):
+        return model(batch)
     x = batch.to(device, non_blocking=True).float().div_(255.0)
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return model.features(x).float().cpu()
 
 
-def _inference_copy(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """A copy of `model` for extraction only: eval, batch norm folded, channels_last."""
-    from heron.nn.fuse import fold_batchnorm
-
-    trunk = fold_batchnorm(copy.deepcopy(model).eval())
-    return trunk.to(device).to(memory_format=torch.channels_last)
+def _inference_copy(model: torch.nn.Module, device: torch.device, precision: str = "fp32", engine: str = "torch",
+                    engine_dir: str | Path | None = None, threads: int | None = None) -> Engine:
+    """The engine extraction runs (`heron.transfer.engine`): batch norm folded, compiled once, cached in `engine_dir`."""
+    return create_engine(model, engine, precision, device, cache_dir=engine_dir, threads=threads)
 
 
 def extract_features(
@@ -85,10 +84,19 @@ def extract_features(
     device: str | torch.device = "cpu",
     progress: bool = True,
     desc: str = "features",
+    precision: str = "fp32",
+    engine: str = "torch",
+    engine_dir: str | Path | None = None,
 ) -> Extraction:
-    """Features of every path under every view, computing only what the cache lacks."""
+    """Features of every path under every view, computing only what the cache lacks.
+
+    `engine` and `precision` choose how the trunk runs (`heron.transfer.engine.
+    resolve_engine`); a compiled engine is kept in `engine_dir`. `workers=None`
+    takes the decode workers and trunk threads from `heron.data.loader.plan_threads`.
+    """
     for attempt in range(2):
-        result = _extract_once(model, paths, cache, views, min_size, batch_size, workers, device, progress, desc)
+        result = _extract_once(model, paths, cache, views, min_size, batch_size, workers, device, progress, desc,
+                               precision, engine, engine_dir)
         try:
             cache.verify(result.ok_keys())
             return result.extraction(cache)
@@ -135,7 +143,8 @@ def _item_keys(paths, cache: FeatureCache, view_names: list[str], failed: set[in
     return item_keys
 
 
-def _extract_once(model, paths, cache, views, min_size, batch_size, workers, device, progress, desc) -> _Pass:
+def _extract_once(model, paths, cache, views, min_size, batch_size, workers, device, progress, desc,
+                  precision="fp32", engine="torch", engine_dir=None) -> _Pass:
     device = torch.device(device)
     view_names = list(views)
     failed: set[int] = set()
@@ -148,10 +157,11 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
         todo = [i for i, keys in enumerate(item_keys) if keys and i not in unreadable and cache.missing(keys)]
         if not todo:
             break
+        plan = plan_threads(batches=-(-len(todo) // batch_size))  # decode workers and trunk threads
         if trunk is None:
-            trunk = _inference_copy(model, device)
+            trunk = _inference_copy(model, device, precision, engine, engine_dir, plan.threads)
         dataset = ImageFiles([(paths[i], i) for i in todo], [views[v] for v in view_names], min_size=min_size)
-        loader = image_loader(dataset, batch_size=batch_size, workers=workers)
+        loader = image_loader(dataset, batch_size=batch_size, workers=plan.workers if workers is None else workers)
         bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress, leave=False)
         try:
             for x, item_ids, _, batch_errors in loader:

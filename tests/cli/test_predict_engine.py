@@ -1,0 +1,56 @@
+"""`heron predict --engine/--precision`: the choice is said on stderr, impossible ones exit 2."""
+
+import importlib.util
+
+import pytest
+from PIL import Image
+
+from heron.cli import main
+from heron.tasks.classify import PREDICT_COMPILE_MIN, predict_images, prediction_engine
+
+skdata = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skdata.chelsea()).save(folder / "chelsea.jpg", quality=95)
+    Image.fromarray(skdata.coffee()).save(folder / "coffee.png")
+    return folder
+
+
+def test_engine_and_precision_are_said_on_stderr(photos, capsys):
+    assert main(["predict", str(photos / "coffee.png"), "--engine", "torch", "--precision", "fp32"]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == "heron: engine torch, precision fp32"
+    assert "espresso" in out
+
+
+def test_fp16_on_the_cpu_exits_2_with_one_line(photos, capsys):
+    assert main(["predict", str(photos / "coffee.png"), "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fp16 needs a GPU" in err[0]
+
+
+def test_auto_uses_torch_for_a_few_images_only(monkeypatch):
+    from heron.nn import precision
+    from heron.transfer import engine as engines
+
+    monkeypatch.setattr(engines, "engine_installed", lambda name: True)
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    assert prediction_engine(3)[0] == "torch"
+    assert prediction_engine(PREDICT_COMPILE_MIN)[0] == "openvino"
+    assert prediction_engine(3, engine="onnxruntime") == ("onnxruntime", "fp32")  # asked for: used
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(p) for p in ("onnxruntime", "onnx")),
+                    reason="needs onnxruntime and onnx")
+def test_compiled_engine_predicts_what_torch_predicts(photos, tmp_path):
+    files = sorted(photos.iterdir())
+    torch_top = [p.top for p in predict_images(files, topk=3, engine="torch", precision="fp32")]
+    compiled = [p.top for p in predict_images(files, topk=3, engine="onnxruntime", precision="fp32",
+                                              engine_dir=tmp_path)]
+    assert [[e["index"] for e in top] for top in compiled] == [[e["index"] for e in top] for top in torch_top]
+    for a, b in zip(compiled, torch_top):
+        assert all(abs(x["prob"] - y["prob"]) <= 2e-4 for x, y in zip(a, b))
+    assert any(tmp_path.iterdir())  # the engine was kept where it was asked to be
