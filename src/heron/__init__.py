@@ -4,8 +4,9 @@ The public API, one import away:
 
 - models: `build`, `names`, `summary`, `load_torchvision`, `save_weights`, `load_weights`
 - data: `load_image`, `discover`
-- transfer learning: `TrainConfig`, `load_run`, `predict_images`, `evaluate`
-  (`heron.tasks.classify.train` runs it; `heron.train` is the training package)
+- transfer learning: `fit` (`heron.fit("photos/", unfreeze="auto")`, the same as
+  `heron train photos/`), `TrainConfig`, `load_run`, `predict_images`, `evaluate`
+  (`heron.train` is the training package; `heron.tasks.classify.train` takes a TrainConfig)
 - training: `Learner`
 - errors: `HeronError` (what a user can fix; the CLI exits with code 2)
 
@@ -28,6 +29,7 @@ _EXPORTS = {
     "load_image": "heron.data.images",
     "discover": "heron.data.folders",
     "TrainConfig": "heron.config",
+    "fit": "heron.tasks.classify",
     "load_run": "heron.tasks.classify",
     "predict_images": "heron.tasks.classify",
     "evaluate": "heron.tasks.classify",

@@ -16,7 +16,9 @@ class TrainConfig:
     """Transfer learning on a folder of images (`heron train`)."""
 
     data: str = ""  # a folder (train/valid or class folders) or a CSV of path,label
+    image_root: str | None = None  # where a CSV's relative paths start (default: the CSV's folder)
     out: str | None = None
+    overwrite: bool = False  # replace a finished run in `out` (otherwise refused)
     arch: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
     size: list[int] | None = None  # [224] or [360, 640]; None: the weights' own size
@@ -24,8 +26,8 @@ class TrainConfig:
     head: str = "gap"  # gap | linear | dense
     hidden: list[int] = field(default_factory=lambda: [512])
     dropout: float | None = None
-    epochs: int = 5
-    lr: float = 3e-3
+    epochs: int | None = None  # head epochs; None: about 400 optimizer steps (see classify.head_epochs)
+    lr: float | None = None  # head peak lr; None: the lr finder's suggestion
     batch_size: int = 64
     optimizer: str = "adamw"
     weight_decay: float = 1e-2
@@ -33,7 +35,7 @@ class TrainConfig:
     seed: int = 0
     precompute: bool = True
     precompute_aug: int = 0
-    unfreeze: str | None = None  # None, "all" or a number of stages
+    unfreeze: str | None = None  # None, "all", a number of stages, or "auto" (by dataset size)
     finetune_epochs: int = 3
     finetune_lr: float = 1e-3
     lr_ratio: float = 0.1  # earliest unfrozen group trains at finetune_lr * lr_ratio
@@ -48,6 +50,9 @@ class TrainConfig:
     cache_dir: str | None = None
     workers: int | None = None
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (CUDA): bf16 only where the hardware runs it natively
+    engine: str = "auto"  # frozen-trunk inference engine: auto | torch | openvino | onnxruntime
+    figures: str = "inline"  # inline | background (PNG figures rendered by a separate process) | none
     quiet: bool = False
 
     def to_dict(self) -> dict:

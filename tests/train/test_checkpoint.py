@@ -267,3 +267,31 @@ def test_metrics_logger_writes_one_json_line_per_epoch(tmp_path):
                 "seconds"} <= set(row)
         assert row["phase"] == "head" and row["epoch"] == epoch
         assert row["valid_accuracy"] + row["valid_error_rate"] == pytest.approx(1.0)
+
+
+def test_checkpoints_of_fast_epochs_are_spaced_but_the_last_and_a_cancel_are_kept(tmp_path, monkeypatch):
+    from heron.train import checkpoint as checkpoint_module
+
+    saved = []
+    real_save = checkpoint_module.save_checkpoint
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", lambda d, s: (saved.append(s["epoch"]), real_save(d, s)))
+    train_dl, valid_dl = make_loaders()
+    torch.manual_seed(0)
+    learner = Learner(TinyNet(), train_dl, valid_dl, lr=1e-2, quiet=True,
+                      callbacks=[Checkpoint(tmp_path / "a", every_seconds=3600)])
+    learner.fit(6)
+    assert saved == [6]  # milliseconds an epoch: only the finished fit is written
+    assert load_checkpoint(tmp_path / "a")["epoch"] == 6
+
+    saved.clear()
+    learner = Learner(TinyNet(), train_dl, valid_dl, lr=1e-2, quiet=True,
+                      callbacks=[Checkpoint(tmp_path / "b", every_seconds=3600), InterruptAt(epoch=4, batch=2)])
+    with pytest.raises(TrainingError, match="--resume"):
+        learner.fit(6)
+    assert saved and saved[-1] == 3 and load_checkpoint(tmp_path / "b")["epoch"] == 3
+
+    saved.clear()
+    learner = Learner(TinyNet(), train_dl, valid_dl, lr=1e-2, quiet=True,
+                      callbacks=[Checkpoint(tmp_path / "c", every_seconds=0)])
+    learner.fit(3)
+    assert saved == [1, 2, 3]  # every_seconds=0: after every epoch

@@ -11,8 +11,8 @@ _DEFAULTS = TrainConfig()
 
 
 def _unfreeze(value: str) -> str:
-    if value != "all" and not value.isdigit():
-        raise argparse.ArgumentTypeError("use a number of stages or 'all'")
+    if value not in ("all", "auto") and not value.isdigit():
+        raise argparse.ArgumentTypeError("use a number of stages, 'all' or 'auto'")
     return value
 
 
@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "one folder of class sub-folders (split with --valid-pct), or a CSV of path,label.",
     )
     p.add_argument("data", help="dataset folder or CSV file")
-    p.add_argument("--out", help="run folder (default runs/<data>-<time>)")
+    p.add_argument("--image-root", metavar="FOLDER", help="folder a CSV's relative paths start from (default: the CSV's folder)")
+    p.add_argument("--out", help="run folder (default runs/<data>-<time>); an existing run there is refused")
+    p.add_argument("--overwrite", action="store_true", help="replace the finished run in --out")
     p.add_argument("--arch", default=_DEFAULTS.arch, help="backbone (default %(default)s; see `heron summary --list`)")
     p.add_argument("--weights", default=_DEFAULTS.weights, help="'imagenet', a weights file, or 'none'")
     p.add_argument("--size", type=int, nargs="+", metavar="PX", help="input size: 224, or H W such as 360 640")
@@ -32,8 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="gap: pool+linear (default); linear: on the whole map; dense: BN/dropout/dense layers")
     p.add_argument("--hidden", type=int, nargs="+", default=_DEFAULTS.hidden, help="dense head widths")
     p.add_argument("--dropout", type=float)
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="head epochs (default %(default)s)")
-    p.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="head max learning rate (one-cycle)")
+    p.add_argument("--epochs", type=int, help="head epochs (default: about 400 optimizer steps, 5 to 200 epochs)")
+    p.add_argument("--lr", type=float, help="head peak learning rate, one-cycle (default: the lr finder's suggestion)")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default=_DEFAULTS.optimizer)
     p.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
@@ -42,7 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-precompute", dest="precompute", action="store_false",
                    help="run the frozen trunk every epoch instead of caching its features")
     p.add_argument("--precompute-aug", type=int, default=0, metavar="K", help="cache K augmented copies of each training image")
-    p.add_argument("--unfreeze", type=_unfreeze, metavar="N|all", help="then fine-tune the last N stages (or all)")
+    p.add_argument("--unfreeze", type=_unfreeze, metavar="N|all|auto",
+                   help="then fine-tune the last N stages, all, or auto: by dataset size (head alone below "
+                   "500 images, the last 2 stages below 5,000, else all)")
     p.add_argument("--finetune-epochs", type=int, default=_DEFAULTS.finetune_epochs)
     p.add_argument("--finetune-lr", type=float, default=_DEFAULTS.finetune_lr)
     p.add_argument("--lr-ratio", type=float, default=_DEFAULTS.lr_ratio, help="earliest group's lr / last group's lr")
@@ -58,6 +62,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/heron/features)")
     p.add_argument("--workers", type=int, help="image decoding processes")
     p.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=_DEFAULTS.precision,
+                   help="auto: bf16 where the CPU or GPU runs it natively (AMX/AVX512-BF16, CUDA), else fp32")
+    p.add_argument("--engine", choices=("auto", "torch", "openvino", "onnxruntime"), default=_DEFAULTS.engine,
+                   help="frozen-trunk inference engine; auto: the fastest installed (pip install 'heron[fast]')")
+    p.add_argument("--figures", choices=("background", "inline", "none"), default="background",
+                   help="PNG figures: rendered by a background process after the result (default), inline, or none")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     p.set_defaults(func=run_train)
@@ -90,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
         if not run.exists("config.json"):
             raise TrainingError(f"{args.out}: no config.json; nothing to resume (start a new run without --resume)")
         config = TrainConfig.from_dict(run.read_json("config.json"))
-        config.quiet = args.quiet
+        config.quiet, config.figures = args.quiet, args.figures
     else:
         config = config_from_args(args)
     result = train(config, resume=args.resume)

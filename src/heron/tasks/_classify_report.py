@@ -105,6 +105,17 @@ def describe_figures(data, pre, probs, targets, paths, history, metrics, lr_resu
     }
 
 
+def _unfreeze_note(config, choices: dict | None) -> str:
+    stages = (choices or {}).get("unfreeze", config.unfreeze)
+    auto = " (unfreeze auto)" if config.unfreeze == "auto" else ""
+    return f", then unfreeze {stages}{auto}" if stages else auto
+
+
+def _engine_note(choices: dict | None) -> str:
+    choices = choices or {}
+    return f"engine {choices.get('engine', 'torch')}, precision {choices.get('precision', 'fp32')}"
+
+
 def write_outputs(run, config, data, model, pre, probs, targets, paths, history, errors, lr_result, elapsed,
                   *, metrics: dict | None = None, choices: dict | None = None, diagnosis=None,
                   figures: str | None = None) -> dict:
@@ -137,6 +148,8 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
     }
     if choices:
         result["choices"] = _plain(choices)
+    if diagnosis is not None:
+        result["diagnosis"] = _plain(diagnosis.to_dict() if hasattr(diagnosis, "to_dict") else diagnosis)
     run.write_json("config.json", {**config.to_dict(), "result": result})
 
     if figures == "inline":
@@ -150,7 +163,8 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
         "classes": f"{len(data.classes)} ({', '.join(data.classes[:8])}{', ...' if len(data.classes) > 8 else ''})",
         "images": f"{len(data.train)} train / {len(data.valid)} valid",
         "backbone": f"{config.arch} ({config.weights or 'random init'}), input {pre.size[0]}x{pre.size[1]}",
-        "head": config.head + (f", then unfreeze {config.unfreeze}" if config.unfreeze else ""),
+        "head": config.head + _unfreeze_note(config, choices),
+        "trunk inference": _engine_note(choices),
         "valid accuracy": round(metrics["accuracy"], 4),
         "valid log loss": round(metrics["log_loss"], 4),
         "time": f"{elapsed:.1f} s",

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from heron.config import TrainConfig
-from heron.data.folders import discover
+from heron.data.folders import DataSplits, discover
 from heron.data.loader import ImageFiles, image_loader
 from heron.data.transforms import Preprocessing, augmentation, eval_transform, train_transform, tta_views
 from heron.errors import DataError
@@ -37,9 +37,10 @@ from heron.transfer.freeze import discriminative_param_groups, freeze, unfreeze
 from heron.transfer.heads import feature_kind, make_head
 from heron.transfer.model import ClassifierModel
 
-from heron.tasks._classify_report import write_outputs
+from heron.interpret.figures_job import wait_for_figures
+from heron.tasks._classify_report import score_run, write_outputs
 
-__all__ = ["Run", "Prediction", "train", "load_run", "predict_images", "predict_files", "evaluate", "build_classifier"]
+__all__ = ["Run", "Job", "Prediction", "train", "fit", "choose_unfreeze", "head_epochs", "load_run", "predict_images", "predict_files", "prediction_engine", "evaluate", "build_classifier"]
 
 
 @dataclass
@@ -87,54 +88,169 @@ class ImageBatches:
                 self.errors.append(message)
 
 
+@dataclass
+class Job:
+    """What one training run carries from step to step of the recipe.
+
+    Each step of `train` takes the job and adds to it (history, errors), so
+    a new step needs no new parameters.
+    """
+
+    config: TrainConfig
+    data: DataSplits
+    run: RunFolder | None  # None when scoring a finished run
+    model: ClassifierModel
+    pre: Preprocessing
+    device: torch.device
+    precision: str = "fp32"  # resolved: fp32 | bf16 | fp16
+    engine: str = "torch"  # resolved engine for the frozen trunk
+    errors: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    choices: dict = field(default_factory=dict)  # what "auto" settings resolved to, and why
+
+    def say(self, text: str) -> None:
+        if not self.config.quiet:
+            print(text)
+
+    def note_errors(self, messages) -> None:
+        self.errors.extend(m for m in messages if m not in self.errors)
+
+
 # ---- the recipe -------------------------------------------------------------------------
 def train(config: TrainConfig, resume: bool = False) -> Run:
     """Train a classifier on `config.data`; returns the run (its folder holds everything)."""
     started = time.time()
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    data = discover(config.data, valid_pct=config.valid_pct, seed=config.seed)
+    _reseed(config.seed)
+    job = _start(config, resume)
+    lr_result = valid_feats = None
+    if config.precompute:
+        head_learner, valid_feats = _precomputed_head(job)
+        _reseed(config.seed)  # a cold cache draws random numbers while extracting; a warm one does not
+        epochs, lr, lr_result = _head_schedule(job, head_learner)
+        job.history += head_learner.fit(epochs, lr=lr, phase="head",
+                                        resume=_resume_path(job.run, "head") if resume else None)
+    if job.choices["unfreeze"] or not config.precompute:
+        _reseed(config.seed + 1)
+        job.history += _finetune(job, resume)
+        valid_feats = None
+
+    probs, targets, scored = _valid_predictions(job, valid_feats)
+    elapsed = time.time() - started
+    metrics = score_run(probs, targets, job.data, config.clip)
+    diagnosis = _diagnose(job, metrics, len(targets))
+    write_outputs(job.run, config, job.data, job.model, job.pre, probs, targets, scored, job.history, job.errors,
+                  lr_result, elapsed, metrics=metrics, choices=job.choices, diagnosis=diagnosis)
+    save_weights(job.model, job.run / "model.safetensors", metadata={"format": "heron.ClassifierModel"})
+    if job.data.test:
+        path = _write_test_predictions(job)
+        job.say(f"test: {len(job.data.test)} images predicted into {path.name}")
+    job.say(f"valid accuracy {metrics['accuracy']:.4f}  log loss {metrics['log_loss']:.4f}  ({elapsed:.1f}s)")
+    job.say(diagnosis.line)
+    return Run(job.run.path, job.data.classes, metrics, job.history, job.errors)
+
+
+def fit(data: str | Path, **options) -> Run:
+    """`heron train DATA` from Python: `heron.fit("photos/", epochs=10, unfreeze="auto")`.
+
+    Keyword options are the fields of `TrainConfig` (the same names as the
+    command-line flags, with underscores).
+    """
+    return train(TrainConfig(data=str(data), **options))
+
+
+def _start(config: TrainConfig, resume: bool) -> Job:
+    """Read the data, open the run folder, build the network and resolve every "auto" setting."""
+    data = discover(config.data, valid_pct=config.valid_pct, seed=config.seed, image_root=config.image_root)
     if not data.valid:
         raise DataError(f"{config.data}: no validation images; add a valid/ folder or raise --valid-pct")
-    run = RunFolder.create(config.out, Path(config.data).resolve().name or "data")
+    if config.out and (config.overwrite or resume):
+        wait_for_figures(config.out, 60)  # the earlier run's figure job must not draw into this one
+    run = RunFolder.create(config.out, Path(config.data).resolve().name or "data",
+                           overwrite=config.overwrite, resume=resume)
     if not resume:
         run.write_json("config.json", config.to_dict())
-    _say(config, data.balance_table())
-    for warning in data.warnings:
-        _say(config, f"warning: {warning}")
-
     device = resolve_device(config.device)
+    engine, precision = _inference_choice(config, device)
     model, pre = build_classifier(config, len(data.classes), config.weights)
-    errors: list[str] = []
-    history: list[dict] = []
-    lr_result = None
+    job = Job(config, data, run, model, pre, device, precision=precision, engine=engine)
+    job.say(data.balance_table())
+    for warning in data.warnings:
+        job.say(f"warning: {warning}")
+    job.note_errors(data.skipped)
+    stages, reason = choose_unfreeze(config.unfreeze, len(data.train), len(data.classes))
+    job.choices.update(unfreeze=stages, precision=precision, engine=engine)
+    if reason:
+        job.say(reason)
+        job.choices["unfreeze_reason"] = reason
+    return job
 
-    if config.precompute:
-        head_learner, valid_feats = _precomputed_head(config, model, pre, data, errors, device, run)
-        _reseed(config.seed)  # a cold cache draws random numbers while extracting; a warm one does not
-        if config.lr_find:
-            lr_result = head_learner.lr_find()
-        history += head_learner.fit(
-            config.epochs, lr=config.lr, phase="head",
-            resume=_resume_path(run, "head") if resume else None,
-        )
-    else:
-        valid_feats = None
 
-    if config.unfreeze or not config.precompute:
-        _reseed(config.seed + 1)
-        history += _finetune(config, model, pre, data, errors, device, run, resume)
-        valid_feats = None
+def _inference_choice(config: TrainConfig, device: torch.device) -> tuple[str, str]:
+    """(engine, precision) that "auto" means on this machine; cheap, nothing is built."""
+    from heron.transfer.engine import resolve_engine
 
-    probs, targets, scored = _valid_predictions(config, model, pre, data, valid_feats, device, errors)
-    elapsed = time.time() - started
-    metrics = write_outputs(run, config, data, model, pre, probs, targets, scored, history, errors, lr_result, elapsed)
-    save_weights(model, run / "model.safetensors", metadata={"format": "heron.ClassifierModel"})
-    if data.test:
-        path = _write_test_predictions(run, model, pre, data, config)
-        _say(config, f"test: {len(data.test)} images predicted into {path.name}")
-    _say(config, f"valid accuracy {metrics['accuracy']:.4f}  log loss {metrics['log_loss']:.4f}  ({elapsed:.1f}s)")
-    return Run(run.path, data.classes, metrics, history, errors)
+    return resolve_engine(config.engine, config.precision, device)
+
+
+# Head training budget when --epochs is not given: enough optimizer steps for a
+# linear head on cached features to converge, whatever the dataset's size.
+HEAD_STEPS = 400
+HEAD_EPOCHS = (5, 200)  # at least today's 5 epochs; at most this many
+DEFAULT_LR = 3e-3
+LR_RANGE = (1e-4, 3e-2)  # the lr finder's suggestion is kept inside this range
+
+
+def head_epochs(train_images: int, batch_size: int, steps: int = HEAD_STEPS) -> int:
+    """Epochs that give the head about `steps` optimizer steps (within `HEAD_EPOCHS`)."""
+    batches = max(1, -(-train_images // batch_size))
+    return int(min(max(-(-steps // batches), HEAD_EPOCHS[0]), HEAD_EPOCHS[1]))
+
+
+def _head_schedule(job: Job, learner: Learner):
+    """Epochs and peak lr of the head: as given, else a step budget and the lr finder's suggestion."""
+    config = job.config
+    epochs = config.epochs or head_epochs(len(job.data.train), config.batch_size)
+    lr_result = learner.lr_find() if (config.lr_find or config.lr is None) else None
+    lr = config.lr
+    if lr is None:
+        suggested = lr_result.suggestion if lr_result is not None else None
+        lr = DEFAULT_LR if suggested is None else float(min(max(suggested, LR_RANGE[0]), LR_RANGE[1]))
+        how = f"lr finder suggests {suggested:.1e}" if suggested is not None else "lr finder found no slope"
+        job.say(f"head: {epochs} epochs, lr {lr:.1e} ({how}); --epochs and --lr override")
+    elif not config.epochs:
+        job.say(f"head: {epochs} epochs (about {HEAD_STEPS} steps); --epochs overrides")
+    job.choices.update(head_epochs=epochs, head_lr=lr)
+    return epochs, lr, lr_result
+
+
+# The seeds' rule: the less data, the more of the pretrained network stays frozen.
+UNFREEZE_SMALL = 500  # fewer training images: the head alone
+UNFREEZE_LARGE = 5000  # fewer: the last stages; more: the whole network
+UNFREEZE_MEDIUM_STAGES = 2
+
+
+def choose_unfreeze(value: str | None, train_images: int, classes: int) -> tuple[str | None, str]:
+    """`--unfreeze auto` by dataset size: (None | stages | "all", the reason printed); others pass through."""
+    if value != "auto":
+        return value, ""
+    if train_images < UNFREEZE_SMALL:
+        return None, (f"unfreeze auto: {train_images} training images (< {UNFREEZE_SMALL}): the head alone "
+                      "on frozen features (a small set would overfit a fine-tuned network)")
+    if train_images < UNFREEZE_LARGE:
+        return str(UNFREEZE_MEDIUM_STAGES), (
+            f"unfreeze auto: {train_images} training images ({UNFREEZE_SMALL}-{UNFREEZE_LARGE}): the head, then "
+            f"the last {UNFREEZE_MEDIUM_STAGES} stages fine-tuned")
+    return "all", (f"unfreeze auto: {train_images} training images (>= {UNFREEZE_LARGE}): the head, then the "
+                   "whole network fine-tuned")
+
+
+def _diagnose(job: Job, metrics: dict, scored: int):
+    """Under-, over- or good fit, judged from the history and the final scores."""
+    from heron.train.diagnosis import diagnose
+
+    return diagnose(job.history, num_classes=len(job.data.classes), train_images=len(job.data.train),
+                    final={k: metrics[k] for k in ("accuracy", "log_loss")}, valid_images=scored,
+                    multilabel=job.data.multilabel, config=job.config)
 
 
 def _items(data, split: str) -> list[tuple[Path, object]]:
@@ -151,11 +267,6 @@ def _reseed(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _say(config: TrainConfig, text: str) -> None:
-    if not config.quiet:
-        print(text)
-
-
 def _resume_path(run: RunFolder, phase: str) -> Path | None:
     path = run / "checkpoints" / phase
     return path if path.exists() else None
@@ -168,16 +279,18 @@ def _learner_callbacks(config: TrainConfig, run: RunFolder, phase: str) -> list:
     return callbacks
 
 
-def _feature_cache(config: TrainConfig, model: ClassifierModel, pre: Preprocessing) -> FeatureCache:
+def _feature_cache(job: Job) -> FeatureCache:
     from heron.models._weights import cache_dir
 
     key = {
-        "arch": config.arch,
-        "weights": weights_fingerprint(model.backbone),
-        "preprocessing": pre.to_dict(),
-        "kind": model.feature_kind,
+        "arch": job.config.arch,
+        "weights": weights_fingerprint(job.model.backbone),
+        "preprocessing": job.pre.to_dict(),
+        "kind": job.model.feature_kind,
+        "precision": job.precision,
+        "engine": job.engine,
     }
-    root = Path(config.cache_dir) if config.cache_dir else cache_dir() / "features"
+    root = Path(job.config.cache_dir) if job.config.cache_dir else cache_dir() / "features"
     return FeatureCache(root, key)
 
 
@@ -190,25 +303,29 @@ def _views(config: TrainConfig, pre: Preprocessing, split: str) -> dict:
     return {"eval": eval_transform(pre)}
 
 
-def _precomputed_head(config, model, pre, data, errors, device, run):
+def _precomputed_head(job: Job):
     """Extract (or reuse) trunk features; return a Learner for the head and the valid features."""
-    cache = _feature_cache(config, model, pre)
+    config, pre = job.config, job.pre
+    cache = _feature_cache(job)
     if cache.rebuilt:
-        _say(config, f"feature cache in {cache.dir} was damaged; rebuilding it")
+        job.say(f"feature cache in {cache.dir} was damaged; rebuilding it")
+    job.say(f"trunk: engine {job.engine}, precision {job.precision}")
     splits = {}
-    for split, items in (("train", _items(data, "train")), ("valid", _items(data, "valid"))):
+    for split in ("train", "valid"):
+        items = _items(job.data, split)
         paths = [p for p, _ in items]
         ext = extract_features(
-            model, paths, cache, _views(config, pre, split), min_size=pre.decode_min_size(),
-            batch_size=64, workers=config.workers, device=device, progress=not config.quiet, desc=f"{split} features",
+            job.model, paths, cache, _views(config, pre, split), min_size=pre.decode_min_size(),
+            batch_size=64, workers=config.workers, device=job.device, progress=not config.quiet,
+            desc=f"{split} features", precision=job.precision, engine=job.engine, engine_dir=cache.dir / "engines",
         )
-        errors.extend(e for e in ext.errors if e not in errors)
+        job.note_errors(ext.errors)
         ok = ext.ok()
         targets = torch.as_tensor([t for (_, t), good in zip(items, ok) if good])
         splits[split] = (ext.rows[ok], targets, [p for p, good in zip(paths, ok) if good])
         views = f" x {len(ext.views)} views" if len(ext.views) > 1 else ""
         cached = int(ok.sum()) * len(ext.views) - ext.forwards
-        _say(config, f"{split}: {int(ok.sum())} images{views}, {ext.forwards} computed, {cached} from cache")
+        job.say(f"{split}: {int(ok.sum())} images{views}, {ext.forwards} computed, {cached} from cache")
     features = cache.array()
     train_rows, train_y, _ = splits["train"]
     valid_rows, valid_y, valid_paths = splits["valid"]
@@ -216,43 +333,44 @@ def _precomputed_head(config, model, pre, data, errors, device, run):
     # Validation during the head phase uses the first (un-augmented) view.
     valid_dl = FeatureBatches(features, valid_rows[:, :1], valid_y, 256)
     learner = Learner(
-        model.head, train_dl, valid_dl, optimizer=config.optimizer, lr=config.lr,
-        weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, run, "head"),
-        device=device, multilabel=data.multilabel, quiet=config.quiet,
+        job.model.head, train_dl, valid_dl, optimizer=config.optimizer, lr=config.lr or DEFAULT_LR,
+        weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, job.run, "head"),
+        device=job.device, multilabel=job.data.multilabel, quiet=config.quiet,
     )
     return learner, (features, valid_rows, valid_y, valid_paths)
 
 
-def _image_loader(items, transform, pre, batch_size, shuffle, config, errors):
-    dataset = ImageFiles(items, transform, min_size=pre.decode_min_size())
-    return ImageBatches(image_loader(dataset, batch_size=batch_size, shuffle=shuffle, workers=config.workers), errors)
+def _image_loader(job: Job, items, transform, batch_size: int, shuffle: bool):
+    dataset = ImageFiles(items, transform, min_size=job.pre.decode_min_size())
+    loader = image_loader(dataset, batch_size=batch_size, shuffle=shuffle, workers=job.config.workers)
+    return ImageBatches(loader, job.errors)
 
 
-def _finetune(config, model, pre, data, errors, device, run, resume) -> list[dict]:
+def _finetune(job: Job, resume: bool) -> list[dict]:
     """Unfreeze the last stages (or train the head on images when nothing is cached) and fit."""
+    config, model, unfreeze_to = job.config, job.model, job.choices["unfreeze"]
     model.freeze_bn_stats = config.freeze_bn
     if not config.freeze_bn:
         _fast_bn_momentum(model.backbone)
     freeze(model)
-    if config.unfreeze:
-        unfreeze(model, "all" if config.unfreeze == "all" else int(config.unfreeze))
-    else:
-        unfreeze(model, 0)
-    augment = augmentation(pre, config.augment)
-    train_dl = _image_loader(_items(data, "train"), augment, pre, config.finetune_batch_size, True, config, errors)
-    valid_dl = _image_loader(_items(data, "valid"), eval_transform(pre), pre, 64, False, config, errors)
+    unfreeze(model, "all" if unfreeze_to == "all" else int(unfreeze_to or 0))
+    augment = augmentation(job.pre, config.augment)
+    train_dl = _image_loader(job, _items(job.data, "train"), augment, config.finetune_batch_size, True)
+    valid_dl = _image_loader(job, _items(job.data, "valid"), eval_transform(job.pre), 64, False)
     groups = discriminative_param_groups(model, config.finetune_lr, lr_ratio=config.lr_ratio)
     learner = Learner(
         model, train_dl, valid_dl, optimizer=config.finetune_optimizer or config.optimizer, lr=config.finetune_lr,
-        weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, run, "finetune"),
-        device=device, param_groups=groups, multilabel=data.multilabel, quiet=config.quiet, channels_last=True,
+        weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, job.run, "finetune"),
+        device=job.device, param_groups=groups, multilabel=job.data.multilabel, quiet=config.quiet,
+        channels_last=True, precision=job.precision,
     )
-    phase = "finetune" if config.unfreeze else "head"
-    epochs = config.finetune_epochs if config.unfreeze else config.epochs
-    return learner.fit(epochs, lr=config.finetune_lr, phase=phase, resume=_resume_path(run, "finetune") if resume else None)
+    phase = "finetune" if unfreeze_to else "head"
+    epochs = config.finetune_epochs if unfreeze_to else (config.epochs or HEAD_EPOCHS[0])
+    return learner.fit(epochs, lr=config.finetune_lr, phase=phase,
+                       resume=_resume_path(job.run, "finetune") if resume else None)
 
 
-def _write_test_predictions(run: RunFolder, model: ClassifierModel, pre: Preprocessing, data, config) -> Path:
+def _write_test_predictions(job: Job) -> Path:
     """`test_predictions.csv`: file, predicted label, then one probability column per class.
 
     The submission format of the seeds' competitions; clipped with `--clip`
@@ -261,18 +379,20 @@ def _write_test_predictions(run: RunFolder, model: ClassifierModel, pre: Preproc
     import csv
     import io
 
+    config, classes = job.config, job.data.classes
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", "label", *data.classes])
-    results = predict_files(model.eval(), list(data.test), pre, workers=config.workers, multilabel=data.multilabel)
+    writer.writerow(["file", "label", *classes])
+    results = predict_files(job.model.eval(), list(job.data.test), job.pre, workers=config.workers,
+                            multilabel=job.data.multilabel)
     for path, probs, error in results:
         if error:
-            writer.writerow([str(path), "", *[""] * len(data.classes)])
+            writer.writerow([str(path), "", *[""] * len(classes)])
             continue
         if config.clip:
             probs = probs.clamp(config.clip, 1 - config.clip)
-        writer.writerow([str(path), data.classes[int(probs.argmax())], *[f"{float(p):.6f}" for p in probs]])
-    return run.write_text("test_predictions.csv", buffer.getvalue())
+        writer.writerow([str(path), classes[int(probs.argmax())], *[f"{float(p):.6f}" for p in probs]])
+    return job.run.write_text("test_predictions.csv", buffer.getvalue())
 
 
 def _fast_bn_momentum(module: nn.Module, momentum: float = 0.1) -> None:
@@ -287,8 +407,9 @@ def _fast_bn_momentum(module: nn.Module, momentum: float = 0.1) -> None:
             layer.momentum = max(layer.momentum, momentum)
 
 
-def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
+def _valid_predictions(job: Job, valid_feats=None):
     """Validation probabilities `(N, C)` (TTA views averaged), targets, and the files they belong to."""
+    model, device, multilabel = job.model, job.device, job.data.multilabel
     model.eval().to(device)
     if valid_feats is not None:
         features, rows, targets, paths = valid_feats
@@ -297,23 +418,24 @@ def _valid_predictions(config, model, pre, data, valid_feats, device, errors):
             for start in range(0, len(rows), 1024):  # batches: RAM stays flat however many images
                 chunk = rows[start : start + 1024]
                 per_view = [
-                    _activate(model.head(torch.from_numpy(np.asarray(features[chunk[:, v]], dtype=np.float32)).to(device)), data.multilabel)
+                    _activate(model.head(torch.from_numpy(np.asarray(features[chunk[:, v]], dtype=np.float32)).to(device)), multilabel)
                     for v in range(chunk.shape[1])
                 ]
                 probs.append(torch.stack(per_view).mean(0).cpu())
         return torch.cat(probs), targets, paths
-    views = list(_views(config, pre, "valid").values())
-    items = _items(data, "valid")
-    loader = image_loader(ImageFiles(items, views, min_size=pre.decode_min_size()), batch_size=32, workers=config.workers)
+    views = list(_views(job.config, job.pre, "valid").values())
+    items = _items(job.data, "valid")
+    dataset = ImageFiles(items, views, min_size=job.pre.decode_min_size())
+    loader = image_loader(dataset, batch_size=32, workers=job.config.workers)
     probs, targets, paths = [], [], []
     with torch.inference_mode():
         for x, y, idx, batch_errors in loader:
-            errors.extend(e for _, e in batch_errors if e not in errors)
+            job.note_errors(e for _, e in batch_errors)
             if x is None:
                 continue
             n, v = x.shape[:2]
             logits = model(x.flatten(0, 1).to(device).float().div_(255.0))  # (n*V, C)
-            probs.append(_activate(logits, data.multilabel).view(n, v, -1).mean(1).cpu())
+            probs.append(_activate(logits, multilabel).view(n, v, -1).mean(1).cpu())
             targets.append(y)
             paths.extend(items[i][0] for i in idx.tolist())
     return torch.cat(probs), torch.cat(targets), paths
@@ -382,19 +504,47 @@ class _Normalized(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
+PREDICT_COMPILE_MIN = 64  # fewer images than this: converting a compiled engine costs more than it saves
+
+
+def prediction_engine(count: int, engine: str = "auto", precision: str = "auto") -> tuple[str, str]:
+    """(engine, precision) that predicting `count` images on the CPU uses; cheap, nothing is built.
+
+    "auto" picks the torch engine below `PREDICT_COMPILE_MIN` images (a
+    compiled engine's first conversion takes seconds, loading it ~0.3 s),
+    else the fastest installed (`heron.transfer.engine.resolve_engine`).
+    """
+    from heron.transfer.engine import resolve_engine
+
+    if engine == "auto" and count < PREDICT_COMPILE_MIN:
+        engine = "torch"
+    return resolve_engine(engine, precision, "cpu")
+
+
 def predict_images(
     paths: list[Path], run: str | Path | None = None, arch: str = "efficientnet_lite0",
     weights: str | None = "imagenet", topk: int = 5, batch_size: int = 32, progress: bool = False,
-    workers: int | None = None,
+    workers: int | None = None, precision: str = "auto", engine: str = "auto",
+    engine_dir: str | Path | None = None,
 ):
-    """Yield a `Prediction` per file: a trained run's classes, or ImageNet's without `run`."""
+    """Yield a `Prediction` per file: a trained run's classes, or ImageNet's without `run`.
+
+    `engine` and `precision` as `prediction_engine` resolves them; compiled
+    engines are kept in `engine_dir` (default: heron's cache folder, `engines/`).
+    """
+    from heron.models._weights import cache_dir
+
+    engine, precision = prediction_engine(len(paths), engine, precision)
+    engine_dir = cache_dir() / "engines" if engine_dir is None else engine_dir
     if run is not None:
         loaded = load_run(run)
         model, pre, labels, multilabel = loaded.model, loaded.pre, loaded.classes, loaded.multilabel
     else:
         (model, pre, labels), multilabel = _imagenet_classifier(arch, weights), False
     model = model.to(memory_format=torch.channels_last)
-    for path, probs, error in predict_files(model, paths, pre, batch_size, workers, progress, multilabel):
+    results = predict_files(model, paths, pre, batch_size, workers, progress, multilabel,
+                            precision=precision, engine=engine, engine_dir=engine_dir)
+    for path, probs, error in results:
         if error:
             yield Prediction(path, error=error)
             continue
@@ -404,17 +554,27 @@ def predict_images(
 
 
 def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch_size: int = 32,
-                  workers: int | None = None, progress: bool = False, multilabel: bool = False):
+                  workers: int | None = None, progress: bool = False, multilabel: bool = False,
+                  precision: str = "fp32", engine: str = "torch", engine_dir: str | Path | None = None):
     """Probabilities for each file: yields `(path, probs (C,) | None, error | None)`.
 
     `model` takes images as floats in [0, 1]; decoding runs in workers when
-    there are more files than one batch.
+    there are more files than one batch (`plan_threads` when `workers` is
+    None). With another engine or precision than torch fp32 the network runs
+    through `heron.transfer.engine.create_engine`, compiled into `engine_dir`.
     """
     from tqdm.auto import tqdm
 
+    from heron.data.loader import plan_threads
+    from heron.transfer.engine import create_engine
+
+    plan = plan_threads(batches=-(-len(paths) // batch_size))
     dataset = ImageFiles([(p, None) for p in paths], eval_transform(pre), min_size=pre.decode_min_size())
+    workers = plan.workers if workers is None else workers
     loader = image_loader(dataset, batch_size=batch_size, workers=workers if len(paths) > batch_size else 0)
     model.eval()
+    if (engine, precision) != ("torch", "fp32"):
+        model = create_engine(model, engine, precision, "cpu", engine_dir, threads=plan.threads, method="forward")
     bar = tqdm(total=len(paths), unit="img", disable=not progress, leave=False)
     with torch.inference_mode():
         for x, _, idx, errors in loader:
@@ -442,7 +602,8 @@ def evaluate(run_path: str | Path, data_path: str | Path, tta: str | None = None
     remap = [loaded.classes.index(c) for c in data.classes]
     items = [(p, remap[t]) for p, t in items]
     config = TrainConfig.from_dict({**loaded.config.to_dict(), "tta": tta, "quiet": quiet})
-    fake = type("D", (), {"valid": items, "multilabel": loaded.multilabel})
-    errors: list[str] = []
-    probs, targets, _ = _valid_predictions(config, loaded.model, loaded.pre, fake, None, torch.device("cpu"), errors)
-    return {"accuracy": accuracy(probs, targets), "log_loss": log_loss(probs, targets), "images": len(targets), "errors": errors}
+    scored = DataSplits(loaded.classes, [], items, [], loaded.multilabel, Path(data_path))
+    job = Job(config, scored, None, loaded.model, loaded.pre, torch.device("cpu"))
+    probs, targets, _ = _valid_predictions(job)
+    return {"accuracy": accuracy(probs, targets), "log_loss": log_loss(probs, targets), "images": len(targets),
+            "errors": job.errors}

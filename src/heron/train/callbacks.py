@@ -189,9 +189,14 @@ class MetricsLogger(Callback):
 
 
 class ProgressBar(Callback):
-    """tqdm bars over epochs and batches, and one summary line per epoch (on stderr)."""
+    """tqdm bars over epochs and batches, and a summary line per epoch (on stderr).
+
+    Past `MAX_LINES` epochs (a head on cached features may train 100), only
+    the first, the last and evenly spaced epochs print their line.
+    """
 
     order = 10
+    MAX_LINES = 10
 
     def __init__(self, file: TextIO | None = None) -> None:
         self.file = file
@@ -221,7 +226,9 @@ class ProgressBar(Callback):
 
     def after_epoch(self, learner) -> None:
         self.epoch_bar.update(1)
-        self.epoch_bar.write(format_record(learner.record, learner.epochs), file=self._out())
+        every = -(-learner.epochs // self.MAX_LINES)  # a long fit prints about MAX_LINES epoch lines
+        if learner.epoch % every == 0 or learner.epoch in (1, learner.epochs) or learner.stop_training:
+            self.epoch_bar.write(format_record(learner.record, learner.epochs), file=self._out())
 
     def _close_batches(self) -> None:
         if self.batch_bar is not None:

@@ -21,6 +21,7 @@ is cancelled, and optionally keeps `best.safetensors` by a monitored metric.
 from __future__ import annotations
 
 import json
+import time
 import random
 import uuid
 from pathlib import Path
@@ -209,7 +210,14 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 class Checkpoint(Callback):
-    """Saves the last finished epoch to `dir` after every epoch and when a run is cancelled.
+    """Saves the last finished epoch to `dir`: every `every_seconds` at most, at the end, and when cancelled.
+
+    A head on cached features finishes an epoch in milliseconds; writing a
+    checkpoint after each of 100 such epochs would cost more than training.
+    So an epoch is saved when `every_seconds` have passed since the last save
+    (0: every epoch); the last epoch, an early stop and a cancelled run
+    (Ctrl-C, NaN loss) are always saved, so only a killed process loses the
+    epochs since the last save.
 
     With `save_best=True` it also writes `best.safetensors` (and `best.json`
     with the epoch and value) whenever `monitor` improves. The best value is
@@ -220,10 +228,12 @@ class Checkpoint(Callback):
     order = 90
 
     def __init__(self, dir: str | Path, monitor: str = "valid_loss", save_best: bool = False,
-                 mode: str = "auto", min_delta: float = 0.0) -> None:
+                 mode: str = "auto", min_delta: float = 0.0, every_seconds: float = 10.0) -> None:
         self.dir = Path(dir)
         self.save_best = save_best
         self.monitor = Monitor(monitor, mode, min_delta)
+        self.every_seconds = every_seconds
+        self._last_save: float | None = None
 
     def state_dict(self) -> dict:
         return self.monitor.state_dict()
@@ -246,5 +256,19 @@ class Checkpoint(Callback):
         info = {"monitor": self.monitor.name, "value": value, "epoch": learner.epoch, "phase": learner.phase}
         atomic_write_json(self.dir / "best.json", info)
 
+    def before_fit(self, learner) -> None:
+        self._last_save = time.monotonic()
+
     def on_checkpoint(self, learner) -> None:
-        save_checkpoint(self.dir, learner.good_state)
+        state = learner.good_state
+        due = self._last_save is None or time.monotonic() - self._last_save >= self.every_seconds
+        if due or learner.stop_training or state["epoch"] >= learner.epochs:
+            self._save(state)
+
+    def after_cancel(self, learner) -> None:
+        if learner.good_state is not None:
+            self._save(learner.good_state)
+
+    def _save(self, state: dict) -> None:
+        save_checkpoint(self.dir, state)
+        self._last_save = time.monotonic()
