@@ -99,3 +99,19 @@ def test_feature_batches_shuffle_follows_torch_seed():
 def test_fingerprint_is_order_independent():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_preloaded_and_streamed_batches_are_identical():
+    """Small sets are read into memory once, large ones stream: the batches must not differ."""
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((30, 5)).astype(np.float16)
+    rows = rng.permutation(30)[:24].reshape(12, 2)  # two cached copies per item
+    y = torch.arange(12)
+    batches = {}
+    for name, budget in (("preloaded", 1 << 20), ("streamed", 0)):
+        loader = FeatureBatches(feats, rows, y, 5, shuffle=True, preload_bytes=budget)
+        assert (loader.table is not None) == (name == "preloaded")
+        torch.manual_seed(7)
+        batches[name] = [(xb, yb) for xb, yb in loader]
+    for (xa, ya), (xb, yb) in zip(batches["preloaded"], batches["streamed"]):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

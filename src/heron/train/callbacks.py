@@ -150,8 +150,10 @@ def _json_safe(value: Any) -> Any:
 class MetricsLogger(Callback):
     """Appends one JSON object per epoch to `metrics.jsonl` (in `path`, or `path` itself if it ends in .jsonl).
 
-    Every line is flushed and fsync'ed as soon as the epoch ends, so a crash
-    loses nothing already logged. NaN/inf values are written as null. On
+    Every line is written and flushed as soon as the epoch ends, so a crashed
+    or killed process loses nothing already logged; the file is fsync'ed when
+    the fit ends or is cancelled (once, not after each of a head's hundred
+    millisecond epochs). NaN/inf values are written as null. On
     resume, lines the interrupted run wrote past the checkpoint's epoch are
     dropped so every epoch appears once.
     """
@@ -184,8 +186,14 @@ class MetricsLogger(Callback):
         line = json.dumps({k: _json_safe(v) for k, v in learner.record.items()})
         with open(self.path, "a") as fh:
             fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+
+    def _sync(self, learner) -> None:
+        if self.path.is_file():
+            with open(self.path, "a") as fh:
+                os.fsync(fh.fileno())
+
+    after_fit = _sync
+    after_cancel = _sync
 
 
 class ProgressBar(Callback):

@@ -191,6 +191,10 @@ class FeatureBatches:
     Shuffling draws from torch's global generator (like a DataLoader), so a
     seeded run, and a resumed one, sees the same order. With several rows per
     item (cached augmented copies), each epoch picks one copy per item at random.
+    Rows that fit in `preload_bytes` (as float32) are read once into memory, so a
+    head that trains for a hundred short epochs does not gather them from the
+    file a hundred times; a larger set streams from the memory map, batch by
+    batch, and RAM stays flat however many images there are.
     """
 
     def __init__(
@@ -200,15 +204,27 @@ class FeatureBatches:
         targets: torch.Tensor,
         batch_size: int = 64,
         shuffle: bool = False,
+        preload_bytes: int = 128 << 20,
     ) -> None:
         self.features = features
         self.rows = rows if rows.ndim == 2 else rows[:, None]  # (N, copies)
         self.targets = targets
         self.batch_size = batch_size
         self.shuffle = shuffle
+        width = features.shape[1] if features.ndim == 2 else 0
+        self.table = None  # (N, copies, D) float32 when preloaded
+        if self.rows.size * width * 4 <= preload_bytes:
+            flat = np.asarray(features[self.rows.reshape(-1)], dtype=np.float32)
+            self.table = torch.from_numpy(flat).view(*self.rows.shape, width)
 
     def __len__(self) -> int:
         return -(-len(self.rows) // self.batch_size)
+
+    def _gather(self, idx: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+        if self.table is not None:
+            return self.table[idx, copy]  # (B, D)
+        rows = self.rows[idx.numpy(), copy.numpy()]
+        return torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32))  # (B, D)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, copies = self.rows.shape
@@ -216,6 +232,4 @@ class FeatureBatches:
         pick = torch.randint(copies, (n,)) if copies > 1 and self.shuffle else torch.zeros(n, dtype=torch.long)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            rows = self.rows[idx.numpy(), pick[idx].numpy()]
-            x = torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32))  # (B, D)
-            yield x, self.targets[idx]
+            yield self._gather(idx, pick[idx]), self.targets[idx]
