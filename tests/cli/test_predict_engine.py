@@ -3,19 +3,16 @@
 import importlib.util
 
 import pytest
-from PIL import Image
 
 from heron.cli import main
 from heron.tasks.classify import PREDICT_COMPILE_MIN, predict_images, prediction_engine
 
-skdata = pytest.importorskip("skimage.data")
+from _photos import write_sample_photos
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    Image.fromarray(skdata.chelsea()).save(folder / "chelsea.jpg", quality=95)
-    Image.fromarray(skdata.coffee()).save(folder / "coffee.png")
+    folder = write_sample_photos(tmp_path_factory.mktemp("photos"))
     return folder
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from heron.train import diagnosis
 from heron.train.diagnosis import Diagnosis, diagnose
@@ -173,8 +172,8 @@ def test_not_converged_low_loss_still_falling_is_underfitting():
     valid = [1.1, 0.85, 0.7, 0.6, 0.52]
     d = diagnose(_history(train, valid), num_classes=10, train_images=1000)
     assert d.verdict == "underfitting"
-    assert d.reasons == [f"not converged: the last epoch cut train loss 18% (0.55 -> 0.45) and valid loss 13% "
-                         f"to a new best 0.52 at epoch 5"]
+    assert d.reasons == ["not converged: the last epoch cut train loss 18% (0.55 -> 0.45) and valid loss 13% "
+                         "to a new best 0.52 at epoch 5"]
     # once converged, the same level is a good fit
     flat = _history(train + [0.43, 0.42], valid + [0.51, 0.51])
     assert diagnose(flat, num_classes=10, train_images=1000).verdict == "good fit"
