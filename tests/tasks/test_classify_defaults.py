@@ -76,13 +76,13 @@ def test_explicit_epochs_and_lr_keep_their_meaning(color_dataset, tmp_path):
     (60_000, "all", "whole network"),
 ])
 def test_unfreeze_auto_by_dataset_size(images, expected, words):
-    stages, reason = choose_unfreeze("auto", images, 10)
+    stages, reason = choose_unfreeze("auto", images)
     assert stages == expected and words in reason and str(images) in reason
 
 
 def test_unfreeze_other_values_pass_through():
-    assert choose_unfreeze("3", 10, 2) == ("3", "")
-    assert choose_unfreeze(None, 10**6, 2) == (None, "")
+    assert choose_unfreeze("3", 10) == ("3", "")
+    assert choose_unfreeze(None, 10**6) == (None, "")
 
 
 def test_unfreeze_auto_on_a_small_set_trains_the_head_and_says_why(color_dataset, tmp_path, capsys):

@@ -177,7 +177,7 @@ def _start(config: TrainConfig, resume: bool) -> Job:
     for warning in data.warnings:
         job.say(f"warning: {warning}")
     job.note_errors(data.skipped)
-    stages, reason = choose_unfreeze(config.unfreeze, len(data.train), len(data.classes))
+    stages, reason = choose_unfreeze(config.unfreeze, len(data.train))
     job.choices.update(unfreeze=stages, precision=precision, engine=engine)
     if reason:
         job.say(reason)
@@ -203,7 +203,7 @@ LR_RANGE = (1e-4, 3e-2)  # the lr finder's suggestion is kept inside this range
 def head_epochs(train_images: int, batch_size: int, steps: int = HEAD_STEPS) -> int:
     """Epochs that give the head about `steps` optimizer steps (within `HEAD_EPOCHS`)."""
     batches = max(1, -(-train_images // batch_size))
-    return int(min(max(-(-steps // batches), HEAD_EPOCHS[0]), HEAD_EPOCHS[1]))
+    return min(max(-(-steps // batches), HEAD_EPOCHS[0]), HEAD_EPOCHS[1])
 
 
 def _head_schedule(job: Job, learner: Learner):
@@ -229,7 +229,7 @@ UNFREEZE_LARGE = 5000  # fewer: the last stages; more: the whole network
 UNFREEZE_MEDIUM_STAGES = 2
 
 
-def choose_unfreeze(value: str | None, train_images: int, classes: int) -> tuple[str | None, str]:
+def choose_unfreeze(value: str | None, train_images: int) -> tuple[str | None, str]:
     """`--unfreeze auto` by dataset size: (None | stages | "all", the reason printed); others pass through."""
     if value != "auto":
         return value, ""
@@ -256,7 +256,7 @@ def _diagnose(job: Job, metrics: dict, scored: int):
 def _items(data, split: str) -> list[tuple[Path, object]]:
     """`(path, target)` of a split; multi-label targets become multi-hot float vectors."""
     items = getattr(data, split)
-    if not getattr(data, "multilabel", False):
+    if not data.multilabel:
         return items
     width = len(data.classes)
     return [(path, tuple(1.0 if c in set(labels) else 0.0 for c in range(width))) for path, labels in items]

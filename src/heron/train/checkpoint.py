@@ -234,6 +234,7 @@ class Checkpoint(Callback):
         self.monitor = Monitor(monitor, mode, min_delta)
         self.every_seconds = every_seconds
         self._last_save: float | None = None
+        self._saved: tuple | None = None  # (phase, epoch) last written, so a cancel does not write it twice
 
     def state_dict(self) -> dict:
         return self.monitor.state_dict()
@@ -266,9 +267,10 @@ class Checkpoint(Callback):
             self._save(state)
 
     def after_cancel(self, learner) -> None:
-        if learner.good_state is not None:
-            self._save(learner.good_state)
+        state = learner.good_state
+        if state is not None and self._saved != (state["phase"], state["epoch"]):
+            self._save(state)
 
     def _save(self, state: dict) -> None:
         save_checkpoint(self.dir, state)
-        self._last_save = time.monotonic()
+        self._last_save, self._saved = time.monotonic(), (state["phase"], state["epoch"])
