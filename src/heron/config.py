@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "FIGURE_MODES"]
+
+FIGURE_MODES = ("inline", "background", "none")  # how a run folder's PNG figures are drawn
 
 
 @dataclass
@@ -52,7 +54,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (CUDA): bf16 only where the hardware runs it natively
     engine: str = "auto"  # frozen-trunk inference engine: auto | torch | openvino | onnxruntime
-    figures: str = "inline"  # inline | background (PNG figures rendered by a separate process) | none
+    figures: str = "inline"  # one of FIGURE_MODES: inline | background (a separate process draws them) | none
     quiet: bool = False
 
     def to_dict(self) -> dict:

@@ -156,13 +156,13 @@ def test_a_failing_figure_is_logged_and_the_others_are_written(color_dataset, tm
 
 
 def test_pending_figures_are_listed_then_filled_in(tmp_path):
-    page = '<html><section id="figures"><h2>Figures</h2>old</section><section id="x"><h2>X</h2></section></html>'
-    (tmp_path / "report.html").write_text(page)
+    from heron.interpret.report import write_report
+
     figures = [("Loss & accuracy", "history.png"), ("Images per class", "class_balance.png")]
-    assert figures_job.refresh_report(tmp_path, figures, pending=True)
+    write_report(tmp_path, "run", {}, [], None, figures, [], {}, figures_pending=True)
     text = (tmp_path / "report.html").read_text()
     assert _imgs(text) == ["history.png", "class_balance.png"] and text.count("(being drawn)") == 2
-    assert "Loss &amp; accuracy" in text and '<section id="x"><h2>X</h2></section>' in text
+    assert "Loss &amp; accuracy" in text and '<section id="config">' in text
     Image.new("RGB", (300, 200), (10, 20, 30)).save(tmp_path / "history.png")
     assert figures_job.refresh_report(tmp_path, figures[:1])
     text = (tmp_path / "report.html").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from heron.config import TrainConfig
+from heron.config import FIGURE_MODES, TrainConfig
 
 _DEFAULTS = TrainConfig()
 
@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: bf16 where the CPU or GPU runs it natively (AMX/AVX512-BF16, CUDA), else fp32")
     p.add_argument("--engine", choices=("auto", "torch", "openvino", "onnxruntime"), default=_DEFAULTS.engine,
                    help="frozen-trunk inference engine; auto: the fastest installed (pip install 'heron[fast]')")
-    p.add_argument("--figures", choices=("background", "inline", "none"), default="background",
+    p.add_argument("--figures", choices=FIGURE_MODES, default="background",
                    help="PNG figures: rendered by a background process after the result (default), inline, or none")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")

@@ -93,7 +93,7 @@ def _top_loss_images(items: list[dict], pre: dict | None) -> list[dict]:
     preprocessing = Preprocessing.from_dict(pre) if pre else Preprocessing()
     show = eval_transform(preprocessing)
     shown = []
-    for item in items[:TOP_LOSSES]:
+    for item in items:
         try:
             image = show(load_image(item["path"], min_size=preprocessing.decode_min_size()))
         except ImageError:
@@ -150,23 +150,10 @@ def render_job(job: dict, run_dir: str | os.PathLike) -> list[tuple[str, str]]:
 _FIGURES_SECTION = re.compile(r'(<section id="figures"><h2>[^<]*</h2>)(.*?)(</section>)', re.S)
 
 
-def _pending_html(figures: list[tuple[str, str]]) -> str:
-    """The figures as <img> tags before their PNGs exist: a browser shows each once it is there."""
-    parts = []
-    for caption, name in figures:
-        src = html.escape(quote(str(name).replace("\\", "/"), safe="/"), quote=True)
-        text = html.escape(str(caption), quote=True)
-        parts.append(f'<figure><a href="{src}"><img src="{src}" alt="{text}"></a>'
-                     f'<figcaption>{text} (being drawn)</figcaption></figure>')
-    return f'<div class="figs">{"".join(parts)}</div>'
+def refresh_report(run_dir: str | os.PathLike, figures: list[tuple[str, str]]) -> bool:
+    """Re-draw the figures section of `run_dir/report.html` once the PNGs are there; False if it has none.
 
-
-def refresh_report(run_dir: str | os.PathLike, figures: list[tuple[str, str]], pending: bool = False) -> bool:
-    """Re-draw the figures section of `run_dir/report.html`; False if the page has none.
-
-    `pending`: the PNGs are still being drawn, so list them without sizes;
-    otherwise the section is the report's own, as if the PNGs had been there
-    when it was written.
+    The section is the report's own, as if the PNGs had been there when it was written.
     """
     from heron.interpret.report import _figures_html
 
@@ -175,7 +162,7 @@ def refresh_report(run_dir: str | os.PathLike, figures: list[tuple[str, str]], p
         page = path.read_text(encoding="utf-8")
     except OSError:
         return False
-    section = _pending_html(figures) if pending else _figures_html(Path(run_dir), figures)
+    section = _figures_html(Path(run_dir), figures)
     updated, count = _FIGURES_SECTION.subn(lambda m: m.group(1) + section + m.group(3), page, count=1)
     if count:
         atomic_write_text(path, updated)
@@ -244,10 +231,6 @@ _BOOT = (
 )
 
 
-def _write_job(job: dict, run_dir: Path) -> Path:
-    return atomic_write_json(run_dir / JOB_NAME, job)
-
-
 def start_background(job: dict, run_dir: str | os.PathLike) -> FiguresJob:
     """Write the job file and start the process that draws it; returns at once.
 
@@ -256,16 +239,20 @@ def start_background(job: dict, run_dir: str | os.PathLike) -> FiguresJob:
     stdout and stderr in `run_dir/figures.log`.
     """
     run_dir = Path(run_dir).resolve()
-    job_path = _write_job(job, run_dir)
+    job_path = atomic_write_json(run_dir / JOB_NAME, job)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
     # The worker imports this same heron, even when it was put on sys.path at run time.
     root = str(Path(heron.__file__).resolve().parent.parent)
-    with open(run_dir / LOG_NAME, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, root, str(job_path)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=str(run_dir), start_new_session=True,
-        )
+    try:
+        with open(run_dir / LOG_NAME, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, root, str(job_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=str(run_dir), start_new_session=True,
+            )
+    except OSError:
+        job_path.unlink(missing_ok=True)  # nothing will draw it: the figures must not look pending for good
+        raise
     return FiguresJob(run_dir, process)
 
 

@@ -165,8 +165,12 @@ def _summary_html(summary: Mapping[str, Any]) -> str:
     return f'<div class="cards">{cards}</div>'
 
 
-def _figures_html(run_dir: Path, figures: Sequence[tuple[str, str]]) -> str:
-    """Each figure as a linked <img> with its caption (a note if the file is missing)."""
+def _figures_html(run_dir: Path, figures: Sequence[tuple[str, str]], pending: bool = False) -> str:
+    """Each figure as a linked <img> with its caption (a note if the file is missing).
+
+    `pending`: the PNGs are still being drawn by another process, so a missing
+    one is listed as an <img> without a size, which a browser shows once it is there.
+    """
     if not figures:
         return '<p class="sub">No figures were written.</p>'
     parts = []
@@ -178,6 +182,10 @@ def _figures_html(run_dir: Path, figures: Sequence[tuple[str, str]]) -> str:
         if size is not None:
             body = (f'<a href="{src}"><img src="{src}" alt="{_esc(caption)}" '
                     f'width="{size[0]}" height="{size[1]}"></a>')
+        elif pending:
+            parts.append(f'<figure><a href="{src}"><img src="{src}" alt="{_esc(caption)}"></a>'
+                         f'<figcaption>{_esc(caption)} (being drawn)</figcaption></figure>')
+            continue
         else:
             body = f'<div class="missing">figure not found: {_esc(rel)}</div>'
         attrs = ' class="wide"' if wide else ""
@@ -291,12 +299,12 @@ def _config_html(config: Mapping[str, Any] | None) -> str:
 
 
 def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, errors, config,
-          diagnosis=None) -> str:
+          diagnosis=None, pending: bool = False) -> str:
     """The whole report page as one HTML string."""
     from heron import __version__
 
     top = _diagnosis_html(diagnosis) if diagnosis is not None else ""
-    sections = [("figures", "Figures", _figures_html(run_dir, figures))]
+    sections = [("figures", "Figures", _figures_html(run_dir, figures, pending))]
     if metrics:
         sections.append(("metrics", "Metrics per epoch",
                          _table_html(metrics, index=True, best_key="valid_accuracy")))
@@ -323,7 +331,7 @@ def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, error
 def write_report(run_dir: str | os.PathLike, title: str, summary: Mapping[str, str | float],
                  metrics: list[dict], per_class: list[dict] | None,
                  figures: list[tuple[str, str]], errors: list[str] | None,
-                 config: dict | None, *, diagnosis: Any = None) -> Path:
+                 config: dict | None, *, diagnosis: Any = None, figures_pending: bool = False) -> Path:
     """Write `run_dir/report.html`, the one-page report of a run, and return its path.
 
     `summary` maps a label ("dataset", "backbone", "best valid accuracy"...)
@@ -336,10 +344,12 @@ def write_report(run_dir: str | os.PathLike, title: str, summary: Mapping[str, s
     "remedies") becomes a section right under the header: the verdict as a
     badge (green for a good fit, amber for under- or overfitting, grey when
     unknown), the reasons as a list and the remedies as an ordered list.
+    `figures_pending`: another process is still drawing the figures.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    text = _page(run_dir, title, summary or {}, metrics or [], per_class, figures or [], errors, config, diagnosis)
+    text = _page(run_dir, title, summary or {}, metrics or [], per_class, figures or [], errors, config, diagnosis,
+                 figures_pending)
     return _write_atomic(run_dir / "report.html", text)
 
 

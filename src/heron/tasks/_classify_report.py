@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from heron.config import FIGURE_MODES
 from heron.interpret.figures_job import (
     TOP_LOSSES,
     planned_figures,
-    refresh_report,
     render_job,
     start_background,
     wait_for_figures,
@@ -29,7 +29,6 @@ from heron.train.metrics import accuracy, confusion_matrix, log_loss, precision_
 
 __all__ = ["write_outputs", "score", "score_run", "describe_figures", "wait_for_figures", "FIGURE_MODES"]
 
-FIGURE_MODES = ("inline", "background", "none")
 
 
 def score(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], clip: float | None = None) -> dict:
@@ -129,12 +128,12 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
     report when they are done (`wait_for_figures(run.path)` waits for it);
     "none" writes no figures.
     """
-    figures = figures or getattr(config, "figures", None) or "inline"
+    figures = figures or config.figures
     if figures not in FIGURE_MODES:
         raise ValueError(f"figures={figures!r}: use one of {', '.join(FIGURE_MODES)}")
     if metrics is None:
         metrics = score_run(probs, targets, data, config.clip)
-    job = describe_figures(data, pre, probs, targets, paths, history, metrics, lr_result)
+    job = describe_figures(data, pre, probs, targets, paths, history, metrics, lr_result) if figures != "none" else None
 
     run.write_text("errors.txt", "".join(f"{e}\n" for e in errors))
     result = {
@@ -149,7 +148,7 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
     if choices:
         result["choices"] = _plain(choices)
     if diagnosis is not None:
-        result["diagnosis"] = _plain(diagnosis.to_dict() if hasattr(diagnosis, "to_dict") else diagnosis)
+        result["diagnosis"] = diagnosis.to_dict()
     run.write_json("config.json", {**config.to_dict(), "result": result})
 
     if figures == "inline":
@@ -169,10 +168,9 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
         "valid log loss": round(metrics["log_loss"], 4),
         "time": f"{elapsed:.1f} s",
     }
-    extra = {} if diagnosis is None else {"diagnosis": diagnosis}
     write_report(run.path, f"heron train: {Path(config.data).name}", summary, history, metrics.get("per_class"),
-                 shown, errors, json.loads(json.dumps(config.to_dict())), **extra)
+                 shown, errors, json.loads(json.dumps(config.to_dict())), diagnosis=diagnosis,
+                 figures_pending=figures == "background")
     if figures == "background":
-        refresh_report(run.path, shown, pending=True)
         start_background(job, run.path)
     return metrics
