@@ -19,7 +19,6 @@ log is removed again when it stays empty.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -28,7 +27,6 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from urllib.parse import quote
 
 import heron
 from heron._atomic import atomic_write_json, atomic_write_text

@@ -67,7 +67,8 @@ def cpu_supports_bf16() -> bool:
     return bool(_cpuinfo_flags() & _BF16_FLAGS) or _torch_reports_bf16()
 
 
-def _device_type(device: str | torch.device) -> str:
+def device_type(device: str | torch.device) -> str:
+    """"cuda" or "cpu" (or another torch device type); "auto" is CUDA when there is one."""
     if isinstance(device, str) and device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device).type
@@ -81,7 +82,7 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str
     if precision not in PRECISIONS:
         raise PrecisionError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}; "
                              "use auto to pick the fastest native one")
-    kind = _device_type(device)
+    kind = device_type(device)
     if precision == "auto":
         if kind == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -107,4 +108,4 @@ def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractC
     dtype = precision_dtype(precision)
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=_device_type(device), dtype=dtype)
+    return torch.autocast(device_type=device_type(device), dtype=dtype)

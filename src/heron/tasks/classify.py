@@ -573,7 +573,8 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
     workers = plan.workers if workers is None else workers
     loader = image_loader(dataset, batch_size=batch_size, workers=workers if len(paths) > batch_size else 0)
     model.eval()
-    if (engine, precision) != ("torch", "fp32"):
+    compiled = (engine, precision) != ("torch", "fp32")
+    if compiled:  # an engine takes the uint8 batch as it comes and scales it itself
         model = create_engine(model, engine, precision, "cpu", engine_dir, threads=plan.threads, method="forward")
     bar = tqdm(total=len(paths), unit="img", disable=not progress, leave=False)
     with torch.inference_mode():
@@ -581,7 +582,8 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
             for i, message in errors:
                 yield paths[i], None, message
             if x is not None:
-                x = x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
+                if not compiled:
+                    x = x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
                 probs = _activate(model(x), multilabel)
                 for i, p in zip(idx.tolist(), probs):
                     yield paths[i], p, None

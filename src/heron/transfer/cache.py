@@ -121,7 +121,8 @@ class FeatureCache:
 
     def __init__(self, root: str | Path, key: dict) -> None:
         self.key = key
-        self.dir = Path(root) / f"v{FORMAT_VERSION}-{fingerprint(key)}"
+        self._key_fingerprint = fingerprint(key)
+        self.dir = Path(root) / f"v{FORMAT_VERSION}-{self._key_fingerprint}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.features_path = self.dir / "features.f16"
         self.log_path = self.dir / "index.log"
@@ -181,7 +182,7 @@ class FeatureCache:
             not isinstance(header, dict)
             or header.get("format") != _MAGIC
             or header.get("version") != FORMAT_VERSION
-            or header.get("key") != fingerprint(self.key)
+            or header.get("key") != self._key_fingerprint
             or not isinstance(header.get("dim"), int)
             or header["dim"] <= 0
             or not isinstance(header.get("generation"), str)
@@ -371,11 +372,11 @@ class FeatureCache:
                 self._reset()
                 self._remove_files()
                 self.rebuilt = True
-            keys, rows, taken = [], [], set(self.index)
+            keys, rows, queued = [], [], set()  # the index is not copied: commits run every batch
             for entry_keys, feats in pending:
                 for key, row in zip(entry_keys, feats):
-                    if key not in taken:
-                        taken.add(key)
+                    if key not in self.index and key not in queued:
+                        queued.add(key)
                         keys.append(key)
                         rows.append(row)
             if keys:
@@ -387,7 +388,7 @@ class FeatureCache:
         self.features_path.unlink(missing_ok=True)
         generation = os.urandom(8).hex()
         header = {
-            "format": _MAGIC, "version": FORMAT_VERSION, "key": fingerprint(self.key),
+            "format": _MAGIC, "version": FORMAT_VERSION, "key": self._key_fingerprint,
             "dim": dim, "generation": generation,
         }
         text = json.dumps(header, sort_keys=True) + "\n"

@@ -45,8 +45,8 @@ from torch import nn
 from heron.errors import HeronError
 from heron.nn.fuse import fold_batchnorm
 from heron.nn import precision as _precision  # looked up at call time: tests simulate other CPUs
-from heron.nn.precision import precision_dtype, resolve_precision
-from heron.transfer.cache import fingerprint
+from heron.nn.precision import device_type, precision_dtype, resolve_precision
+from heron.transfer.cache import content_hash, fingerprint
 
 __all__ = [
     "AUTO_ORDER",
@@ -83,12 +83,6 @@ def engine_installed(name: str) -> bool:
     return all(importlib.util.find_spec(package) is not None for package in _PACKAGES[name])
 
 
-def _device_type(device: str | torch.device) -> str:
-    if isinstance(device, str) and device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device).type
-
-
 def _why_not(name: str, precision: str, kind: str) -> str | None:
     """Why engine `name` cannot run `precision` on a `kind` device, or None when it can."""
     if name == "torch":
@@ -116,7 +110,7 @@ def resolve_engine(engine: str = "auto", precision: str = "auto",
     if engine not in ENGINES:
         raise EngineError(f"engine {engine!r} is not one of {', '.join(ENGINES)}; use auto to pick the fastest installed")
     precision = resolve_precision(precision, device)
-    kind = _device_type(device)
+    kind = device_type(device)
     if engine == "auto":
         name = next(n for n in AUTO_ORDER if engine_installed(n) and _why_not(n, precision, kind) is None)
         return name, precision
@@ -230,14 +224,6 @@ class TorchEngine(Engine):
             return self.trunk(x).float().cpu()
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class _CompiledEngine(Engine):
     """An engine that converts the trunk once per input shape and keeps the result in `cache_dir`.
 
@@ -313,7 +299,7 @@ class _CompiledEngine(Engine):
         """The folder holds a complete conversion: manifest readable, every file's hash matches."""
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-            return all(_file_digest(folder / name) == manifest["files"][name] for name in self.files)
+            return all(content_hash(folder / name) == manifest["files"][name] for name in self.files)
         except (OSError, ValueError, KeyError, TypeError):
             return False
 
@@ -325,7 +311,7 @@ class _CompiledEngine(Engine):
         try:
             self._convert_into(shape, tmp)
             manifest = {"engine": self.name, "version": self._version(), "precision": self.precision,
-                        "shape": list(shape), "files": {name: _file_digest(tmp / name) for name in self.files}}
+                        "shape": list(shape), "files": {name: content_hash(tmp / name) for name in self.files}}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
             if folder.exists():
                 shutil.rmtree(folder, ignore_errors=True)

@@ -57,20 +57,9 @@ class Extraction:
         return (self.rows >= 0).all(axis=1)
 
 
-def run_trunk(model: Engine | torch.nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 `(N, 3, H, W)` -> float32 features `(N, D)` on the CPU, through an engine or `model.features()`."""
-    if isinstance(model, Engine):
-        return model(batch)
-    x = batch.to(device, non_blocking=True).float().div_(255.0)
-    x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        return model.features(x).float().cpu()
-
-
-def _inference_copy(model: torch.nn.Module, device: torch.device, precision: str = "fp32", engine: str = "torch",
-                    engine_dir: str | Path | None = None, threads: int | None = None) -> Engine:
-    """The engine extraction runs (`heron.transfer.engine`): batch norm folded, compiled once, cached in `engine_dir`."""
-    return create_engine(model, engine, precision, device, cache_dir=engine_dir, threads=threads)
+def run_trunk(trunk: Engine, batch: torch.Tensor) -> torch.Tensor:
+    """uint8 `(N, 3, H, W)` -> float32 features `(N, D)` on the CPU, through the extraction's engine."""
+    return trunk(batch)
 
 
 def extract_features(
@@ -159,7 +148,7 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
             break
         plan = plan_threads(batches=-(-len(todo) // batch_size))  # decode workers and trunk threads
         if trunk is None:
-            trunk = _inference_copy(model, device, precision, engine, engine_dir, plan.threads)
+            trunk = create_engine(model, engine, precision, device, cache_dir=engine_dir, threads=plan.threads)
         dataset = ImageFiles([(paths[i], i) for i in todo], [views[v] for v in view_names], min_size=min_size)
         loader = image_loader(dataset, batch_size=batch_size, workers=plan.workers if workers is None else workers)
         bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress, leave=False)
@@ -171,7 +160,7 @@ def _extract_once(model, paths, cache, views, min_size, batch_size, workers, dev
                 if x is None:
                     continue
                 n, v = x.shape[:2]
-                feats = run_trunk(trunk, x.flatten(0, 1), device).view(n, v, -1)  # (n, V, D)
+                feats = run_trunk(trunk, x.flatten(0, 1)).view(n, v, -1)  # (n, V, D)
                 forwards += n * v
                 new = [(key, feat.numpy()) for item, per_view in zip(item_ids.tolist(), feats)
                        for key, feat in zip(item_keys[item], per_view) if key not in cache.index]
