@@ -131,7 +131,9 @@ def test_a_missing_file_in_a_label_file_is_skipped_and_listed(color_dataset, tmp
     run = train(_config(tmp_path / "labels.csv", tmp_path / "run", tmp_path / "cache", epochs=2, lr=1e-2))
     errors = (run.path / "errors.txt").read_text()
     assert "gone.jpg: not found" in errors
-    assert run.metrics["accuracy"] >= 0.0
+    assert len(errors.splitlines()) == 1
+    scored = json.loads((run.path / "config.json").read_text())["result"]
+    assert scored["skipped_files"] == 1 and len(run.history) == 2
 
 
 def test_image_root_flag_points_relative_paths_elsewhere(color_dataset, tmp_path):

@@ -18,8 +18,13 @@ def _fit(**kwargs):
     return learner, history
 
 
-def test_fp32_gives_exactly_the_weights_of_no_precision_argument():
+def test_fp32_gives_exactly_the_weights_of_no_precision_argument(monkeypatch):
     plain, plain_history = _fit()
+
+    def no_autocast(*args, **kwargs):
+        raise AssertionError("fp32 must not enter autocast")
+
+    monkeypatch.setattr(torch, "autocast", no_autocast)  # fp32 is the plain eager path, nothing wrapped
     fp32, fp32_history = _fit(precision="fp32")
     assert fp32.amp_dtype is None
     for (name, a), (_, b) in zip(plain.model.state_dict().items(), fp32.model.state_dict().items()):

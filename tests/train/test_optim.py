@@ -29,6 +29,11 @@ def test_same_weights_and_state_as_the_stock_optimizer(base, kwargs):
     assert isinstance(ours_opt, base)
     for a, b in zip(ours.parameters(), stock.parameters()):
         assert torch.equal(a, b)
+    ours_state, stock_state = ours_opt.state_dict()["state"], stock_opt.state_dict()["state"]
+    assert ours_state.keys() == stock_state.keys()
+    for index in ours_state:  # moments / momentum buffers, step counts
+        for name, value in ours_state[index].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(stock_state[index][name])), name
     stock_opt.load_state_dict(ours_opt.state_dict())  # state moves between the two
     assert stock_opt.state_dict()["param_groups"] == ours_opt.state_dict()["param_groups"]
 

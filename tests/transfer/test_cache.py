@@ -113,5 +113,6 @@ def test_preloaded_and_streamed_batches_are_identical():
         assert (loader.table is not None) == (name == "preloaded")
         torch.manual_seed(7)
         batches[name] = [(xb, yb) for xb, yb in loader]
+    assert len(batches["preloaded"]) == len(batches["streamed"]) == 3
     for (xa, ya), (xb, yb) in zip(batches["preloaded"], batches["streamed"]):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
