@@ -146,6 +146,12 @@ def heron_cli(data: Path, out: Path, cache: Path, extra: list[str], size, crop, 
     return wall, result["metrics"]["accuracy"]
 
 
+def import_torch_seconds() -> float:
+    """Wall time of `import torch` in a fresh interpreter: the floor under every `heron train`."""
+    code = "import time; t = time.perf_counter(); import torch; print(time.perf_counter() - t)"
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", help="dataset folder (default: demo digits)")
@@ -187,14 +193,14 @@ def main() -> None:
     print(f"(a) cold heron train: fp32 eager {b_cold:7.2f} s (acc {b_acc:.4f})  now {n_cold:7.2f} s "
           f"(acc {n_acc:.4f})  ratio {b_cold / n_cold:5.2f}x")
     print(f"(b) warm heron train: fp32 eager {b_warm:7.2f} s  now {n_warm:7.2f} s (acc {n_wacc:.4f})  "
-          f"ratio {b_warm / n_warm:5.2f}x")
+          f"ratio {b_warm / n_warm:5.2f}x;  of which import torch {import_torch_seconds():.2f} s")
 
     paths = [p for p, _ in data.train][: args.extract_images]
     before = extraction_rate(config, paths, work, "torch", "fp32")
     now = extraction_rate(config, paths, work, engine, precision)
     plain = plain_rate(config, paths[:128])
     print(f"(c) extraction img/s, decode included ({len(paths)} images): fp32 eager {before:.1f}  now {now:.1f}  "
-          f"ratio {now / before:.2f}x;  plain PIL loop {plain:.1f} (now / plain {now / plain:.2f}x)")
+          f"ratio {now / before:.2f}x;  plain PIL loop on the first 128, no warm-up: {plain:.1f}")
     if args.plain:
         t_plain, acc_plain = plain_loop(config, data)
         print(f"(d) plain loop, trunk every epoch ({EPOCHS} epochs): {t_plain:8.2f} s  valid acc {acc_plain:.4f}  "
