@@ -140,12 +140,16 @@ def _median(values: Sequence[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
+def _window(n: int) -> int:
+    """How many of a series' last values make its end: 3 from 6 values on, else 2."""
+    return 3 if n >= 6 else 2
+
+
 def _smooth_end(values: Sequence[float], pick) -> float:
     """The end of a series without its noise: the median of the last 3 values (6 or more
     values), else `pick` (min or max, whichever favours the model) of the last 2."""
-    if len(values) >= 6:
-        return _median(values[-3:])
-    return pick(values[-2:])
+    k = _window(len(values))
+    return _median(values[-k:]) if k == 3 else pick(values[-k:])
 
 
 def _setting(config: Any, key: str, default: Any = None) -> Any:
@@ -178,7 +182,7 @@ def _epochs(history: Sequence[Mapping[str, Any]]) -> list[_Epoch]:
 def _rise(all_valid: list[_Epoch], phase: list[_Epoch]) -> tuple[_Finding | None, _Finding | None, int | None]:
     """O1: (overfitting finding, note when both losses rose, best epoch's index in the phase)."""
     valid = [e for e in phase if e.valid_loss is not None]
-    k = 3 if len(valid) >= 6 else 2
+    k = _window(len(valid))
     if len(valid) < k:
         return None, None, None
     tail = valid[-k:]
@@ -191,7 +195,8 @@ def _rise(all_valid: list[_Epoch], phase: list[_Epoch]) -> tuple[_Finding | None
     if rise < RISE_ABS or rise < RISE_REL * best.valid_loss:
         return None, None, None
     last = tail[-1]
-    in_phase = any(e is best for e in phase)
+    best_index = next((i for i, e in enumerate(phase) if e is best), None)
+    in_phase = best_index is not None
     start = best if in_phase else next((e for e in phase if e.train_loss is not None), None)
     train_end = [e.train_loss for e in tail if e.train_loss is not None]
     known = start is not None and start.train_loss is not None and bool(train_end)
@@ -202,9 +207,8 @@ def _rise(all_valid: list[_Epoch], phase: list[_Epoch]) -> tuple[_Finding | None
     long = (f"valid loss rose {_pct(rel)} from its best {_f(best.valid_loss)} at {best.label}{where} "
             f"to {_f(end)} ({smoothing}; {_f(last.valid_loss)} at {last.label})")
     if not fell:
-        train_now = train_end[-1] if train_end else None
         note = _Finding("train and valid loss both rose: unstable training",
-                        f"{long}, and train loss rose too ({_f(start.train_loss)} -> {_f(train_now)}): "
+                        f"{long}, and train loss rose too ({_f(start.train_loss)} -> {_f(train_end[-1])}): "
                         "not overfitting but unstable training; the learning rate may be too high")
         return None, note, None
     if known:
@@ -212,7 +216,6 @@ def _rise(all_valid: list[_Epoch], phase: list[_Epoch]) -> tuple[_Finding | None
     if not in_phase:
         long += f"; {last.phase} made validation worse than {best.phase} alone"
     short = f"valid loss up {_pct(rel)} from its best at {best.label}"
-    best_index = next((i for i, e in enumerate(phase) if e is best), None)
     return _Finding(short, long), None, best_index
 
 
