@@ -1,4 +1,4 @@
-"""Image preprocessing: resize, crop, augment, normalise, test-time views.
+"""Image preprocessing: resize, crop, normalise, test-time views; the door to training augmentation.
 
 Transforms here map a uint8 `(3, H, W)` tensor to a uint8 `(3, h, w)` tensor
 at the network's input size; workers ship those small uint8 tensors and the
@@ -6,11 +6,13 @@ network normalises whole batches itself (mean/std are buffers of the model). Wha
 expects (size, crop fraction, mean/std, interpolation) comes from its
 `WeightSpec`, so preprocessing travels with the weights.
 
-The evaluation path (`eval_transform`, `tta_views`) is plain torch: the same
-arithmetic as `torchvision.transforms.v2.functional.resize` / `center_crop` /
-`five_crop` / `horizontal_flip`, bit for bit (tests check it), without
+The evaluation path (`eval_transform`, the "flip" and "multicrop" `tta_views`)
+is plain torch: the same arithmetic as `torchvision.transforms.v2.functional.resize` /
+`center_crop` / `five_crop` / `horizontal_flip`, bit for bit (tests check it), without
 importing torchvision, whose import costs more than a warm run's training.
-Only the training augmentations load `torchvision.transforms.v2`, when asked for.
+Training augmentation (`augmentation`, `train_transform`) and the "random:N"
+test-time views are `heron.data.augment`'s torchvision v2 pipelines and load
+`torchvision.transforms.v2` only when asked for.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ import math
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # pragma: no cover
+    from heron.data.augment import AugmentSpec, ColourPCA
 
 __all__ = [
     "Preprocessing",
@@ -209,41 +215,64 @@ def eval_transform(pre: Preprocessing) -> Callable[[torch.Tensor], torch.Tensor]
 def train_transform(
     pre: Preprocessing, scale: tuple[float, float] = (0.35, 1.0), flip: bool = True, jitter: float = 0.2
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Random resized crop, horizontal flip, mild colour jitter: augmentation for photos."""
-    import torchvision.transforms.v2 as T  # only training augmentations pay for torchvision
+    """Random resized crop, horizontal flip, mild colour jitter: the "photo" preset, with its knobs."""
+    from heron.data.augment import AugmentSpec, build_augment  # builds on this module
 
-    mode = T.InterpolationMode(pre.interpolation)
-    steps: list[Callable] = [T.RandomResizedCrop(list(pre.size), scale=scale, interpolation=mode, antialias=True)]
-    if flip:
-        steps.append(T.RandomHorizontalFlip())
-    if jitter:
-        steps.append(T.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
-    return T.Compose(steps)
+    spec = AugmentSpec(crop_scale=scale, hflip=flip, brightness=jitter, contrast=jitter, saturation=jitter)
+    return build_augment(spec, pre)
 
 
-def augmentation(pre: Preprocessing, kind: str = "photo") -> Callable[[torch.Tensor], torch.Tensor]:
-    """Training transform by name: "photo" (crops, flips, colour), "light" (small crops), "none"."""
-    if kind == "photo":
-        return train_transform(pre)
-    if kind == "light":
-        return train_transform(pre, scale=(0.75, 1.0), flip=False, jitter=0.0)
-    if kind == "none":
-        return eval_transform(pre)
-    raise ValueError(f"unknown augmentation {kind!r}; use photo, light or none")
+def augmentation(
+    pre: Preprocessing, kind: str | AugmentSpec = "photo", colour_pca: ColourPCA | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Training transform for a preset name ("none", "light", "photo", "strong") or an `AugmentSpec`.
+
+    `colour_pca` is the dataset's colour statistics for PCA colour noise
+    (`heron.data.augment.load_or_compute_colour_pca`); without it ImageNet's
+    are used. "none" is `eval_transform(pre)`. An unknown name is a ValueError.
+    """
+    from heron.data.augment import build_augment, preset  # builds on this module
+
+    spec = preset(kind) if isinstance(kind, str) else kind
+    return build_augment(spec, pre, colour_pca)
+
+
+_TTA_FORMS = "'flip', 'multicrop' or 'random:N' (N >= 1 augmented views)"
+
+
+def _random_view_count(mode: str) -> int:
+    """N from "random:N"; ValueError for anything else."""
+    count = mode[len("random:"):] if mode.startswith("random:") else ""
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError(f"unknown TTA mode {mode!r}; use {_TTA_FORMS}")
+    return int(count)
+
+
+def _random_views(pre: Preprocessing, count: int) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """`count` mild random views (the "light" crops plus a mirror), each repeatable per image."""
+    from heron.data.augment import SeededView, build_augment, preset  # builds on this module
+
+    augment = build_augment(preset("light", hflip=True), pre)
+    return [SeededView(augment, copy) for copy in range(count)]
 
 
 def tta_views(pre: Preprocessing, mode: str = "flip") -> list[Callable[[torch.Tensor], torch.Tensor]]:
     """Deterministic test-time views of one image; their probabilities are averaged.
 
     "flip": center crop and its mirror. "multicrop": the center and four corner
-    crops of the resized image, each also mirrored (10 views).
+    crops of the resized image, each also mirrored (10 views). "random:N": N
+    random crops of 75-100% of the image's area, each mirrored with
+    probability 1/2, seeded by the pixels and the view number (`SeededView`),
+    so the same image always gets the same N views.
     """
+    if mode.startswith("random"):
+        return _random_views(pre, _random_view_count(mode))
     base = eval_transform(pre)
     views: list[Callable] = [base, lambda img: horizontal_flip(base(img))]
     if mode == "flip":
         return views
     if mode != "multicrop":
-        raise ValueError(f"unknown TTA mode {mode!r}; use 'flip' or 'multicrop'")
+        raise ValueError(f"unknown TTA mode {mode!r}; use {_TTA_FORMS}")
     resize_to = pre.resize_size()
 
     def corner(index: int) -> Callable[[torch.Tensor], torch.Tensor]:
