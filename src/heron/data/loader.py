@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from heron.data.images import load_image
 from heron.errors import ImageError
@@ -124,17 +124,23 @@ def image_loader(
     shuffle: bool = False,
     workers: int | None = None,
     generator: torch.Generator | None = None,
+    batch_sampler: Sampler[list[int]] | None = None,
 ) -> DataLoader:
-    """A DataLoader with single-threaded workers and the error-tolerant collate."""
+    """A DataLoader with single-threaded workers and the error-tolerant collate.
+
+    `batch_sampler` (e.g. `heron.train.distributed.GlobalBatchSampler`, for
+    training on several processes) chooses the batches instead of
+    `batch_size`, `shuffle` and `generator`.
+    """
     workers = default_workers() if workers is None else workers
+    batching = (dict(batch_sampler=batch_sampler) if batch_sampler is not None
+                else dict(batch_size=batch_size, shuffle=shuffle, generator=generator))
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
         num_workers=workers,
         collate_fn=collate_images,
         worker_init_fn=_single_thread_worker if workers else None,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
-        generator=generator,
+        **batching,
     )

@@ -19,6 +19,13 @@ Events, in the order they happen:
 A run that stops early (Ctrl-C, a NaN loss, an exception) restores the last
 finished epoch, calls `on_checkpoint` again, then `after_cancel` instead of
 `after_fit`.
+
+With several processes (`heron.train.distributed`) every rank runs the same
+events on the same reduced records; only rank 0 writes. A callback whose
+every effect is output (a file, the terminal) sets `main_only = True` and
+runs on rank 0 alone; one that also keeps state the ranks must share (a
+best value, a patience counter) runs everywhere and checks
+`learner.is_main` before writing.
 """
 
 from __future__ import annotations
@@ -44,11 +51,13 @@ EVENTS = (
 class Callback:
     """Base class: every event is a no-op; override the ones you need.
 
-    `order` sorts callbacks (low runs first). `state_dict`/`load_state_dict`
+    `order` sorts callbacks (low runs first). `main_only` callbacks run on
+    rank 0 only (see the module docstring). `state_dict`/`load_state_dict`
     let a callback's own counters survive a checkpoint and resume.
     """
 
     order: int = 50
+    main_only: bool = False
 
     def state_dict(self) -> dict:
         return {}
@@ -159,6 +168,7 @@ class MetricsLogger(Callback):
     """
 
     order = 20
+    main_only = True
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
@@ -204,6 +214,7 @@ class ProgressBar(Callback):
     """
 
     order = 10
+    main_only = True
     MAX_LINES = 10
 
     def __init__(self, file: TextIO | None = None) -> None:

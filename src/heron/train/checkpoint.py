@@ -223,6 +223,10 @@ class Checkpoint(Callback):
     with the epoch and value) whenever `monitor` improves. The best value is
     kept across the fits that use this callback and saved in the checkpoint,
     so a resumed run keeps comparing against it.
+
+    With several processes it runs on every rank (the best value stays the
+    same everywhere) and only rank 0 writes; the Learner waits for that
+    write (a barrier) before any rank reads a checkpoint back.
     """
 
     order = 90
@@ -246,7 +250,7 @@ class Checkpoint(Callback):
         if not self.save_best:
             return
         value = self.monitor.value(learner.record, "Checkpoint")
-        if self.monitor.improved(value):
+        if self.monitor.improved(value) and learner.is_main:
             self._write_best(learner, value)
 
     def _write_best(self, learner, value: float) -> None:
@@ -264,13 +268,14 @@ class Checkpoint(Callback):
         state = learner.good_state
         due = self._last_save is None or time.monotonic() - self._last_save >= self.every_seconds
         if due or learner.stop_training or state["epoch"] >= learner.epochs:
-            self._save(state)
+            self._save(learner, state)
 
     def after_cancel(self, learner) -> None:
         state = learner.good_state
         if state is not None and self._saved != (state["phase"], state["epoch"]):
-            self._save(state)
+            self._save(learner, state)
 
-    def _save(self, state: dict) -> None:
-        save_checkpoint(self.dir, state)
+    def _save(self, learner, state: dict) -> None:
+        if learner.is_main:
+            save_checkpoint(self.dir, state)
         self._last_save, self._saved = time.monotonic(), (state["phase"], state["epoch"])

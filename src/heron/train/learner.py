@@ -13,6 +13,12 @@ state written to disk. This is what makes the failure paths safe:
 - `fit(..., resume=dir)` loads such a state and continues to exactly the
   weights an uninterrupted run reaches (same seed, same data).
 
+Several processes (a process group from `heron.train.distributed.init_from_env`,
+e.g. under torchrun): `fit` and `lr_find` train through
+DistributedDataParallel, each rank on its share of every global batch, and
+reach the weights a single process reaches on the same global batches; see
+"Several processes" in the Learner's docstring.
+
 Every `fit` builds a fresh optimizer over the parameters trainable at that
 moment (or `param_groups`), so freeze -> fit -> unfreeze -> fit needs no extra
 step; the one-cycle warm-up makes up for the empty optimizer moments.
@@ -30,8 +36,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from heron.errors import TrainingError
+from heron.train import distributed
 from heron.train.callbacks import Callback, ProgressBar
 from heron.train.checkpoint import Checkpoint, clone_to_cpu, get_rng_state, load_checkpoint, set_rng_state
 from heron.train.lr_find import LRFinderResult, lr_find
@@ -78,7 +86,38 @@ class Learner:
     running), `epochs`, `start_epoch` (0, or the checkpoint's epoch when
     resuming from `resumed_from`), `iteration` (optimizer steps this fit),
     `batch_idx` (0-based in the epoch), `batch` = (xb, yb), `pred`, `loss`,
-    `record` (the epoch's metrics), `history`, `good_state`, `stop_training`.
+    `record` (the epoch's metrics), `history`, `good_state`, `stop_training`,
+    `is_main`, `rank`, `world_size`, `global_batch_size` (samples in the
+    current step, over all ranks).
+
+    Several processes: when a process group of more than one is running,
+    `fit` and `lr_find` wrap the model in DistributedDataParallel for their
+    duration; `model` stays the plain module, so state dicts, checkpoints
+    and `good_state` have no "module." prefix and are interchangeable with
+    single-process ones. Loaders should follow the global-batch split
+    (GlobalBatchSampler, FeatureBatches; `heron.train.distributed`); then:
+    - every rank's mean loss is weighted by local_n * world / global_n, so
+      the averaged gradient is the global batch's mean even when the ranks
+      hold different numbers of samples (`loss_fn` must average over the
+      batch, as torch's losses do by default); `loss` (and the train loss
+      in the record) is the global batch's loss, the same on every rank;
+    - validation runs on each rank's share and the predictions are
+      gathered back into single-process order (padding dropped), so the
+      metrics and `get_preds` equal a single process's, on every rank; a
+      loader that is not split is evaluated whole on every rank;
+    - the training loader's `set_epoch(epoch)` (its own, or the first of
+      `distributed.loader_parts`: batch sampler, sampler, a wrapped
+      `.loader`'s) is called with the 1-based epoch before each epoch, so
+      the order is the same on every rank and on resume;
+    - callbacks with `main_only` run on rank 0 only, the others run
+      everywhere and write only where `is_main` (Checkpoint does);
+    - `resume` is read by every rank after a barrier; a fit ends with a
+      barrier, so rank 0's last checkpoint is complete when any rank goes on;
+    - `lr_find` runs the same sweep on every rank (global losses, so the
+      same decisions) and returns rank 0's result.
+    Batch norm in train mode normalises each rank's share alone unless
+    converted (`distributed.convert_sync_batchnorm`); dropout draws its own
+    masks on each rank.
     """
 
     def __init__(
@@ -130,6 +169,8 @@ class Learner:
         self.record: dict = {}
         self.good_state: dict | None = None
         self.stop_training = False
+        self.global_batch_size = 0
+        self._ddp: nn.Module | None = None  # DistributedDataParallel around `model` while fitting on several ranks
 
     # ------------------------------------------------------------ setup
 
@@ -143,6 +184,21 @@ class Learner:
     @property
     def batch(self) -> tuple[Any, Any]:
         return self.xb, self.yb
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in the process group (0 with one process)."""
+        return distributed.rank()
+
+    @property
+    def world_size(self) -> int:
+        """Processes training together (1 without a process group)."""
+        return distributed.world_size()
+
+    @property
+    def is_main(self) -> bool:
+        """True on the one process that writes files and prints (rank 0; always with one process)."""
+        return distributed.is_main()
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -200,11 +256,32 @@ class Learner:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def forward_loss(self, xb: Any, yb: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(predictions, loss) for one batch, under autocast when AMP is on."""
+        """(predictions, loss) for one training batch, under autocast when AMP is on.
+
+        On several processes (inside `fit` and `lr_find`) the forward runs
+        through DistributedDataParallel and the loss is the global batch's
+        (see the class docstring). Sets `global_batch_size`.
+        """
+        if self._ddp is not None:
+            return self._global_forward_loss(xb, yb)
+        self.global_batch_size = _batch_size(xb)
+        return self._local_forward_loss(self.model, xb, yb)
+
+    def _local_forward_loss(self, model: nn.Module, xb: Any, yb: Any) -> tuple[torch.Tensor, torch.Tensor]:
         with self._autocast():
-            pred = self.model(xb)
+            pred = model(xb)
             loss = self.loss_fn(pred, yb)
         return pred, loss
+
+    def _global_forward_loss(self, xb: Any, yb: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's forward; the loss's value is the global batch mean, its gradient local_n * world / global_n."""
+        pred, local = self._local_forward_loss(self._ddp, xb, yb)
+        n = _batch_size(xb)
+        stats = torch.stack([local.detach().double() * n, local.new_tensor(float(n), dtype=torch.float64)])
+        total, count = distributed.all_reduce_sum(stats).tolist()
+        self.global_batch_size = int(count)
+        value = local.new_tensor(total / count)  # bitwise the same on every rank
+        return pred, _GlobalMean.apply(local, value, n * self.world_size / count)
 
     def backward_step(self, loss: torch.Tensor) -> None:
         """Backward pass, optional gradient clipping, optimizer step, gradients cleared."""
@@ -220,7 +297,10 @@ class Learner:
     # ------------------------------------------------------------ events and state
 
     def _event(self, name: str) -> None:
+        main = self.is_main
         for cb in self.callbacks:
+            if getattr(cb, "main_only", False) and not main:
+                continue
             method = getattr(cb, name, None)
             if method is not None:
                 method(self)
@@ -236,6 +316,33 @@ class Learner:
 
     def _loader_generator(self) -> torch.Generator | None:
         return getattr(self.train_dl, "generator", None)
+
+    def _set_loader_epoch(self) -> None:
+        """Tell the training loader (or its batch sampler, sampler, wrapped loader) which epoch runs, if it asks."""
+        for obj in distributed.loader_parts(self.train_dl):
+            if callable(getattr(obj, "set_epoch", None)):
+                obj.set_epoch(self.epoch)
+                return
+
+    @contextlib.contextmanager
+    def _data_parallel(self):
+        """DistributedDataParallel around `model` while the block runs, on several processes; nothing on one.
+
+        Built afresh for every fit because DDP registers the parameters
+        that require gradients when it is built, and freeze/unfreeze
+        changes them between fits.
+        """
+        if not distributed.is_distributed():
+            yield
+            return
+        ids = None
+        if self.device.type == "cuda":
+            ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+        try:
+            yield
+        finally:
+            self._ddp = None
 
     def _snapshot(self, epoch: int) -> dict:
         """Everything needed to continue after `epoch` exactly (tensors copied to the CPU)."""
@@ -285,6 +392,7 @@ class Learner:
         return n
 
     def _load_resume(self, resume: str | Path, schedule: Schedule) -> dict:
+        distributed.barrier()  # rank 0's checkpoint is complete before any rank reads it
         saved = load_checkpoint(resume)
         expected = (self.phase, self.epochs, schedule.name, schedule.total_steps)
         got = (saved["phase"], saved["epochs"], saved["schedule"]["name"], saved["schedule"]["total_steps"])
@@ -316,12 +424,20 @@ class Learner:
         self.stop_training, self.good_state = False, None
         saved = self._load_resume(resume, self.schedule) if resume is not None else None
         self.iteration = self.start_epoch * self.num_batches
+        with self._data_parallel():
+            self._run_epochs(saved)
+        self._event("after_fit")
+        distributed.barrier()  # rank 0's last checkpoint and logs are written when any rank goes on
+        return list(self.history)
+
+    def _run_epochs(self, saved: dict | None) -> None:
+        """before_fit, then the epochs; a failure is cancelled (see the module docstring) and re-raised."""
         try:
             self._event("before_fit")
             if saved is not None:
                 self._restore_extras(saved)
             self.good_state = self._snapshot(self.start_epoch)
-            for epoch in range(self.start_epoch + 1, epochs + 1):
+            for epoch in range(self.start_epoch + 1, self.epochs + 1):
                 self.epoch = epoch
                 self._one_epoch()
                 if self.stop_training:
@@ -331,12 +447,11 @@ class Learner:
             raise TrainingError(self._interrupt_message()) from None
         except _NonFiniteLoss as err:
             self._cancel()
+            distributed.barrier()  # every rank saw the same global loss; wait for rank 0's save
             raise TrainingError(self._nan_message(err.word)) from None
         except BaseException:
             self._event("after_cancel")
             raise
-        self._event("after_fit")
-        return list(self.history)
 
     def _cancel(self) -> None:
         """Back to the last finished epoch, saved by the checkpoint callbacks, then after_cancel."""
@@ -378,6 +493,7 @@ class Learner:
 
     def _train_epoch(self) -> float:
         set_train_mode(self.model)
+        self._set_loader_epoch()
         self._event("before_train")
         total, count = 0.0, 0
         for self.batch_idx, batch in enumerate(self.train_dl):
@@ -390,7 +506,7 @@ class Learner:
             if not math.isfinite(value):
                 raise _NonFiniteLoss(value)
             self.backward_step(self.loss)
-            n = _batch_size(self.xb)
+            n = self.global_batch_size
             total, count = total + value * n, count + n
             self.iteration += 1
             self._event("after_batch")
@@ -404,12 +520,15 @@ class Learner:
 
     def _evaluate(self, dl: Iterable) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(probs, targets, mean loss) over `dl`, in eval mode without autograd."""
+        split = distributed.find_split(dl) if distributed.is_distributed() else None
+        if split is not None:
+            return self._evaluate_split(dl, split.n)
         self.model.eval()
         probs, targets, loss_sum, count = [], [], 0.0, 0
         with torch.inference_mode():
             for batch in dl:
                 xb, yb = self.to_device(batch)
-                pred, loss = self.forward_loss(xb, yb)
+                pred, loss = self._local_forward_loss(self.model, xb, yb)
                 n = _batch_size(xb)
                 loss_sum, count = loss_sum + loss.item() * n, count + n
                 probs.append(self._activation(pred.float()).cpu())  # (B, C)
@@ -417,6 +536,28 @@ class Learner:
         if not probs:
             raise TrainingError("the validation data is empty (0 batches); check the dataset")
         return torch.cat(probs), torch.cat(targets), loss_sum / count
+
+    def _evaluate_split(self, dl: Iterable, n: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """`_evaluate` on this rank's share of every global batch, gathered into single-process order."""
+        self.model.eval()
+        logits, targets, sizes = [], [], []
+        with torch.inference_mode():
+            for batch in dl:
+                xb, yb = self.to_device(batch)
+                with self._autocast():
+                    logits.append(self.model(xb).float().cpu())  # (b, C)
+                targets.append(yb.cpu())
+                sizes.append(_batch_size(xb))
+        order, batch_sizes = _split_order(sizes, n)
+        if not batch_sizes:
+            raise TrainingError("the validation data is empty (0 batches); check the dataset")
+        all_logits = distributed.gather_cat(torch.cat(logits))[order]  # (n, C), single-process order
+        all_targets = distributed.gather_cat(torch.cat(targets))[order]
+        loss_sum = 0.0
+        for lg, yb in zip(all_logits.split(batch_sizes), all_targets.split(batch_sizes)):
+            with self._autocast():
+                loss_sum += self.loss_fn(lg.to(self.device), yb.to(self.device)).item() * len(lg)
+        return self._activation(all_logits), all_targets, loss_sum / n
 
     def validate(self, dl: Iterable | None = None) -> dict:
         """Loss and metrics on `dl` (default the validation data): {"valid_loss": ..., "valid_accuracy": ...}."""
@@ -438,8 +579,58 @@ class Learner:
         return probs, targets
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100) -> LRFinderResult:
-        """Exponential lr sweep; see `heron.train.lr_find`. Leaves model and optimizer as they were."""
-        return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter)
+        """Exponential lr sweep; see `heron.train.lr_find`. Leaves model and optimizer as they were.
+
+        On several processes every rank runs the same sweep over the global
+        batches (the losses are global, so every rank stops at the same
+        step) and all return rank 0's result.
+        """
+        with self._data_parallel():
+            result = lr_find(self, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter)
+        return distributed.broadcast_object(result)
+
+
+class _GlobalMean(torch.autograd.Function):
+    """Forward: the global batch's mean loss (`value`); backward: the local loss's gradient times `weight`.
+
+    With weight = local_n * world / global_n, DDP's average of the ranks'
+    gradients is the gradient of the global batch's mean loss.
+    """
+
+    @staticmethod
+    def forward(ctx, local: torch.Tensor, value: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad * ctx.weight, None, None
+
+
+def _split_order(sizes: list[int], n: int) -> tuple[torch.Tensor, list[int]]:
+    """Where the rows gathered in rank order go in single-process order, and the global batch sizes.
+
+    `sizes` are this rank's batch sizes; every rank's are gathered. Rank q's
+    j-th row of batch i held global position offset_i + q + j * world (the
+    split rule of `distributed.global_batches`). Returns (indices into the
+    rank-order concatenation, sorted by position, padding at position >= n
+    left out; the sizes of the global batches without padding).
+    """
+    world = distributed.world_size()
+    counts = distributed.gather_cat(torch.tensor(sizes, dtype=torch.long))
+    if counts.numel() != world * len(sizes):
+        raise TrainingError("the ranks' validation loaders gave different numbers of batches; "
+                            "split validation data with GlobalBatchSampler or FeatureBatches")
+    counts = counts.view(world, len(sizes))  # (world, batches)
+    per_batch = counts.sum(0)  # (batches,)
+    offsets = per_batch.cumsum(0) - per_batch
+    positions = torch.cat([torch.zeros(0, dtype=torch.long)] +  # (world * sum of sizes,) in rank order
+                          [offsets[i] + q + world * torch.arange(int(counts[q, i]))
+                           for q in range(world) for i in range(len(sizes))])
+    order = torch.argsort(positions)
+    order = order[positions[order] < n]
+    real = (torch.minimum(per_batch, n - offsets)).clamp(min=0)
+    return order, [int(b) for b in real if b > 0]
 
 
 def _batch_size(xb: Any) -> int:

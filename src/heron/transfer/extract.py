@@ -8,7 +8,6 @@ it is computed: an interrupted extraction keeps what it did.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,30 +16,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from heron.data.augment import SeededView  # re-exported: cached augmented copies use it
 from heron.data.loader import ImageFiles, image_loader, plan_threads
 from heron.transfer.cache import CacheDamaged, FeatureCache
 from heron.transfer.engine import Engine, create_engine
+from heron import _distributed as distributed
 
 __all__ = ["Extraction", "FeatureBatches", "SeededView", "extract_features", "run_trunk"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-
-
-class SeededView:
-    """An augmentation made repeatable: the same image and copy number give the same crop.
-
-    Cached augmented copies must not change between runs, or the cache key
-    would lie; the seed comes from the pixels and the copy number.
-    """
-
-    def __init__(self, transform: Transform, copy: int) -> None:
-        self.transform, self.copy = transform, copy
-
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        seed = zlib.crc32(img.numpy().tobytes()) ^ (self.copy * 0x9E3779B1)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed & 0x7FFFFFFF)
-            return self.transform(img)
 
 
 @dataclass
@@ -184,6 +168,14 @@ class FeatureBatches:
     head that trains for a hundred short epochs does not gather them from the
     file a hundred times; a larger set streams from the memory map, batch by
     batch, and RAM stays flat however many images there are.
+
+    With several processes (`rank`, `world`: the process group's by default)
+    every rank yields its part of each global batch of `batch_size`, by the
+    split rule of `heron._distributed.global_batches`; the order (and
+    the copies picked) are drawn on every rank and rank 0's are broadcast, so
+    the ranks agree even when their random states have drifted apart (each
+    draws dropout masks for its own share). `len()` is the number of global
+    batches, the same for any number of processes; `n` is the item count.
     """
 
     def __init__(
@@ -194,12 +186,17 @@ class FeatureBatches:
         batch_size: int = 64,
         shuffle: bool = False,
         preload_bytes: int = 128 << 20,
+        rank: int | None = None,
+        world: int | None = None,
     ) -> None:
         self.features = features
         self.rows = rows if rows.ndim == 2 else rows[:, None]  # (N, copies)
         self.targets = targets
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.n = len(self.rows)
+        self.rank = distributed.rank() if rank is None else rank
+        self.world = distributed.world_size() if world is None else world
         width = features.shape[1] if features.ndim == 2 else 0
         self.table = None  # (N, copies, D) float32 when preloaded
         if self.rows.size * width * 4 <= preload_bytes:
@@ -215,10 +212,16 @@ class FeatureBatches:
         rows = self.rows[idx.numpy(), copy.numpy()]
         return torch.from_numpy(np.asarray(self.features[rows], dtype=np.float32))  # (B, D)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(order Tensor[N], copy picked per item Tensor[N]) for one pass; rank 0's when there are several."""
         n, copies = self.rows.shape
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
         pick = torch.randint(copies, (n,)) if copies > 1 and self.shuffle else torch.zeros(n, dtype=torch.long)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        if self.world > 1 and self.shuffle:
+            order, pick = distributed.broadcast_tensor(torch.stack([order, pick])).unbind(0)
+        return order, pick
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order, pick = self._draw()
+        for idx in distributed.global_batches(order, self.batch_size, self.rank, self.world):
             yield self._gather(idx, pick[idx]), self.targets[idx]
