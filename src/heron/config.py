@@ -27,7 +27,9 @@ class TrainConfig:
     crop_pct: float | None = None  # None: the weights' own (0.875); 1.0 keeps the whole image
     head: str = "gap"  # gap | linear | dense
     hidden: list[int] = field(default_factory=lambda: [512])
-    dropout: float | None = None
+    dropout: float | list[float] | None = None  # one value, or one per head dropout layer; None: the head's default
+    head_bn: bool | None = None  # batch norm in the head; None: in the dense head only
+    label_smoothing: float = 0.0
     epochs: int | None = None  # head epochs; None: about 400 optimizer steps (see classify.head_epochs)
     lr: float | None = None  # head peak lr; None: the lr finder's suggestion
     batch_size: int = 64
@@ -44,8 +46,14 @@ class TrainConfig:
     finetune_batch_size: int = 32
     freeze_bn: bool = True  # keep the trunk's batch-norm statistics fixed while fine-tuning
     finetune_optimizer: str | None = None  # None: the same as optimizer
-    augment: str = "photo"  # photo (crops, flips, colour) | light (small crops only) | none
-    tta: str | None = None  # None | flip | multicrop
+    augment: str = "photo"  # a preset of heron.data.augment: photo (crops, flips, colour) | light | strong | none
+    augment_options: dict = field(default_factory=dict)  # the preset's settings changed by flags (--rotate 10 ...)
+    tta: str | None = None  # None | flip | multicrop | random:N
+    pseudo_label: str | None = None  # a folder of unlabelled images to pseudo-label with the first model
+    pseudo_threshold: float = 0.9  # the top probability an unlabelled image needs to be used
+    pseudo_ratio: float = 0.25  # the share of each training batch that is pseudo-labelled
+    ensemble: int = 1  # heads trained with different seeds on the cached features, saved as one model
+    sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (several processes)
     clip: float | None = None  # clip probabilities to [clip, 1 - clip] for log loss
     patience: int | None = None  # early stopping
     lr_find: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from heron.cli.augment import PRESET_NAMES, add_augment_flags, augment_overrides
 from heron.config import FIGURE_MODES, TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -14,6 +15,16 @@ def _unfreeze(value: str) -> str:
     if value not in ("all", "auto") and not value.isdigit():
         raise argparse.ArgumentTypeError("use a number of stages, 'all' or 'auto'")
     return value
+
+
+def tta_mode(value: str) -> str:
+    """`--tta flip | multicrop | random:N`."""
+    if value in ("flip", "multicrop"):
+        return value
+    count = value.partition("random:")[2]
+    if value.startswith("random:") and count.isdigit() and int(count) > 0:
+        return value
+    raise argparse.ArgumentTypeError("use flip, multicrop or random:N (N random augmented views, such as random:8)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", choices=("gap", "linear", "dense"), default=_DEFAULTS.head,
                    help="gap: pool+linear (default); linear: on the whole map; dense: BN/dropout/dense layers")
     p.add_argument("--hidden", type=int, nargs="+", default=_DEFAULTS.hidden, help="dense head widths")
-    p.add_argument("--dropout", type=float)
+    p.add_argument("--dropout", type=float, nargs="+", metavar="P",
+                   help="head dropout: one value, or one per dropout layer (dense: one per hidden layer, then the last)")
+    p.add_argument("--head-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="batch norm in the head (default: in the dense head only)")
+    p.add_argument("--label-smoothing", type=float, default=_DEFAULTS.label_smoothing, metavar="S",
+                   help="train against targets with S of the probability spread over all classes (e.g. 0.1)")
     p.add_argument("--epochs", type=int, help="head epochs (default: about 400 optimizer steps, 5 to 200 epochs)")
     p.add_argument("--lr", type=float, help="head peak learning rate, one-cycle (default: the lr finder's suggestion)")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
@@ -50,12 +66,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=int, default=_DEFAULTS.finetune_epochs)
     p.add_argument("--finetune-lr", type=float, default=_DEFAULTS.finetune_lr)
     p.add_argument("--lr-ratio", type=float, default=_DEFAULTS.lr_ratio, help="earliest group's lr / last group's lr")
-    p.add_argument("--augment", choices=("photo", "light", "none"), default=_DEFAULTS.augment,
-                   help="fine-tuning augmentation: photo (crops, flips, colour; default), light (small crops), none")
+    p.add_argument("--augment", choices=PRESET_NAMES, default=_DEFAULTS.augment,
+                   help="training augmentation preset (when fine-tuning, and for --precompute-aug copies): photo "
+                   "(crops, mirror images, mild colour; default), light (small crops), strong (photo + rotation, "
+                   "shear, zoom, PCA colour), none; the flags below change one setting of it")
     p.add_argument("--update-bn", dest="freeze_bn", action="store_false",
                    help="let the trunk's batch-norm statistics follow the new data while fine-tuning")
     p.add_argument("--finetune-optimizer", choices=("adamw", "sgd"), help="default: the same as --optimizer")
-    p.add_argument("--tta", choices=("flip", "multicrop"), help="test-time augmentation for the final scores")
+    p.add_argument("--tta", type=tta_mode, metavar="flip|multicrop|random:N",
+                   help="test-time augmentation for the final scores")
+    p.add_argument("--pseudo-label", metavar="FOLDER",
+                   help="unlabelled images: the first model labels them, the confident ones join training")
+    p.add_argument("--pseudo-threshold", type=float, default=_DEFAULTS.pseudo_threshold, metavar="P",
+                   help="top probability an unlabelled image needs (default %(default)s)")
+    p.add_argument("--pseudo-ratio", type=float, default=_DEFAULTS.pseudo_ratio, metavar="R",
+                   help="share of each batch that is pseudo-labelled (default %(default)s)")
+    p.add_argument("--ensemble", type=int, default=_DEFAULTS.ensemble, metavar="K",
+                   help="train K heads with different seeds on the cached features; the model averages them")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: batch-norm statistics over all processes' batches")
     p.add_argument("--clip", type=float, help="clip probabilities to [c, 1-c] for log loss")
     p.add_argument("--patience", type=int, help="early stopping patience (epochs)")
     p.add_argument("--lr-find", action="store_true", help="run the learning-rate finder first and plot it")
@@ -70,12 +99,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="PNG figures: rendered by a background process after the result (default), inline, or none")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    add_augment_flags(p)
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("evaluate", help="score a trained run on a labelled folder")
     e.add_argument("run", help="run folder from `heron train`")
     e.add_argument("data", help="labelled folder (class sub-folders, or train/valid layout: valid is scored)")
-    e.add_argument("--tta", choices=("flip", "multicrop"))
+    e.add_argument("--tta", type=tta_mode, metavar="flip|multicrop|random:N")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=run_evaluate)
 
@@ -85,6 +115,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items() if k in names}
     if values.get("weights") == "none":
         values["weights"] = None
+    values["augment_options"] = augment_overrides(args)
+    if values.get("dropout") is not None and len(values["dropout"]) == 1:
+        values["dropout"] = values["dropout"][0]
     return TrainConfig(**values)
 
 
@@ -104,7 +137,10 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
     result = train(config, resume=args.resume)
-    print(result.path)
+    from heron.train import distributed
+
+    if distributed.is_main():  # under torchrun, one line from rank 0
+        print(result.path)
     return 0
 
 

@@ -25,22 +25,27 @@ from torch import nn
 from heron.config import TrainConfig
 from heron.data.folders import DataSplits, discover
 from heron.data.loader import ImageFiles, image_loader
-from heron.data.transforms import Preprocessing, augmentation, eval_transform, train_transform, tta_views
-from heron.errors import DataError
+from heron.data.images import find_images
+from heron.data.transforms import Preprocessing, augmentation, eval_transform, tta_views
+from heron.errors import DataError, TrainingError
 from heron.models import build, load_weights, save_weights
-from heron.train import Checkpoint, EarlyStopping, Learner, MetricsLogger
+from heron.train import Checkpoint, EarlyStopping, Learner, MetricsLogger, distributed
+from heron.train.distributed import GlobalBatchSampler, convert_sync_batchnorm
 from heron.train.learner import resolve_device
+from heron.train.losses import classification_loss
 from heron.train.run import RunFolder
 from heron.transfer.cache import FeatureCache, weights_fingerprint
-from heron.transfer.extract import FeatureBatches, SeededView, extract_features
+from heron.transfer.extract import FeatureBatches, extract_features
 from heron.transfer.freeze import discriminative_param_groups, freeze, unfreeze
-from heron.transfer.heads import feature_kind, make_head
+from heron.transfer.ensemble import EnsembleHead
+from heron.transfer.heads import feature_kind, make_head, reset_head
+from heron.transfer.pseudo import MixedBatches, pseudo_batch_split, select_confident
 from heron.transfer.model import ClassifierModel
 
 from heron.interpret.figures_job import wait_for_figures
 from heron.tasks._classify_report import score_run, write_outputs
 
-__all__ = ["Run", "Job", "Prediction", "train", "fit", "choose_unfreeze", "head_epochs", "load_run", "predict_images", "predict_files", "prediction_engine", "evaluate", "build_classifier"]
+__all__ = ["Run", "Job", "Prediction", "train", "fit", "choose_unfreeze", "head_epochs", "load_run", "predict_images", "predict_files", "prediction_engine", "evaluate", "ensemble", "build_classifier"]
 
 
 @dataclass
@@ -54,8 +59,9 @@ class Run:
     errors: list[str] = field(default_factory=list)
 
 
-def build_classifier(config: TrainConfig, num_classes: int, weights: str | None = None) -> tuple[ClassifierModel, Preprocessing]:
-    """Pretrained trunk without its top + a new head, and the preprocessing its weights expect."""
+def build_classifier(config: TrainConfig, num_classes: int, weights: str | None = None,
+                     multilabel: bool = False) -> tuple[ClassifierModel, Preprocessing]:
+    """Pretrained trunk without its top + a new head (`config.ensemble` of them), and its preprocessing."""
     backbone = build(config.arch, weights=weights, include_top=False)
     pre = Preprocessing.from_spec(getattr(backbone, "pretrained_cfg", None), config.size, config.crop_pct)
     with torch.no_grad():
@@ -63,7 +69,12 @@ def build_classifier(config: TrainConfig, num_classes: int, weights: str | None 
         fmap = backbone.forward_features(torch.zeros(1, 3, *pre.size))  # (1, C, h, w)
     channels, map_size = fmap.shape[1], tuple(fmap.shape[2:])
     kind = feature_kind(config.head)
-    head = make_head(config.head, channels, num_classes, map_size, config.dropout, config.hidden)
+    try:
+        heads = [make_head(config.head, channels, num_classes, map_size, config.dropout, config.hidden, config.head_bn)
+                 for _ in range(max(1, config.ensemble))]
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    head = heads[0] if len(heads) == 1 else EnsembleHead(heads, multilabel=multilabel)
     return ClassifierModel(backbone, head, pre.mean, pre.std, kind), pre
 
 
@@ -107,9 +118,11 @@ class Job:
     errors: list[str] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     choices: dict = field(default_factory=dict)  # what "auto" settings resolved to, and why
+    cache: FeatureCache | None = None  # the feature cache, once opened
+    pseudo_items: list = field(default_factory=list)  # (path, class) of the pseudo-labelled images used
 
     def say(self, text: str) -> None:
-        if not self.config.quiet:
+        if not self.config.quiet and distributed.is_main():
             print(text)
 
     def note_errors(self, messages) -> None:
@@ -120,20 +133,35 @@ class Job:
 def train(config: TrainConfig, resume: bool = False) -> Run:
     """Train a classifier on `config.data`; returns the run (its folder holds everything)."""
     started = time.time()
+    device = _join_processes()
     _reseed(config.seed)
-    job = _start(config, resume)
+    job = _start(config, resume, device)
     lr_result = valid_feats = None
     if config.precompute:
-        head_learner, valid_feats = _precomputed_head(job)
+        cached = _cached_features(job)
         _reseed(config.seed)  # a cold cache draws random numbers while extracting; a warm one does not
-        epochs, lr, lr_result = _head_schedule(job, head_learner)
-        job.history += head_learner.fit(epochs, lr=lr, phase="head",
-                                        resume=_resume_path(job.run, "head") if resume else None)
+        train_dl = _feature_batches(cached, "train", config.batch_size)
+        first = _head_learner(job, _members(job.model.head)[0], train_dl, cached, _member_phase(job, "head", 0))
+        epochs, lr, lr_result = _head_schedule(job, first)
+        _fit_heads(job, first, train_dl, cached, epochs, lr, "head", resume)
+        if config.pseudo_label:
+            _pseudo_round(job, cached, epochs, lr, resume)
+        valid_feats = cached.valid_inputs()
     if job.choices["unfreeze"] or not config.precompute:
         _reseed(config.seed + 1)
         job.history += _finetune(job, resume)
         valid_feats = None
 
+    job.note_errors(e for errors in distributed.gather_objects(list(job.errors)) for e in errors)
+    metrics = _finish(job, valid_feats, lr_result, started) if distributed.is_main() else None
+    metrics = distributed.broadcast_object(metrics)  # every process returns the same result
+    distributed.barrier()
+    return Run(job.run.path, job.data.classes, metrics, job.history, job.errors)
+
+
+def _finish(job: Job, valid_feats, lr_result, started: float) -> dict:
+    """Score the validation set, diagnose the fit and write the run folder (one process only)."""
+    config = job.config
     probs, targets, scored = _valid_predictions(job, valid_feats)
     elapsed = time.time() - started
     metrics = score_run(probs, targets, job.data, config.clip)
@@ -146,7 +174,7 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
         job.say(f"test: {len(job.data.test)} images predicted into {path.name}")
     job.say(f"valid accuracy {metrics['accuracy']:.4f}  log loss {metrics['log_loss']:.4f}  ({elapsed:.1f}s)")
     job.say(diagnosis.line)
-    return Run(job.run.path, job.data.classes, metrics, job.history, job.errors)
+    return metrics
 
 
 def fit(data: str | Path, **options) -> Run:
@@ -158,20 +186,46 @@ def fit(data: str | Path, **options) -> Run:
     return train(TrainConfig(data=str(data), **options))
 
 
-def _start(config: TrainConfig, resume: bool) -> Job:
+def _join_processes() -> torch.device | None:
+    """Under torchrun: join the process group and take this process's share of the cores.
+
+    Returns the device torchrun assigns (None for a single process). Every
+    process runs the same recipe on its part of each global batch; the
+    Learner averages gradients (DistributedDataParallel) and metrics, and
+    only rank 0 writes the run folder and prints.
+    """
+    device = distributed.init_from_env()
+    if device is not None:
+        distributed.bind_local_cores()
+    return device
+
+
+def _open_run(config: TrainConfig, resume: bool) -> RunFolder:
+    """The run folder, made (and config.json written) by rank 0; the other processes use its path."""
+    path = None
+    if distributed.is_main():
+        if config.out and (config.overwrite or resume):
+            wait_for_figures(config.out, 60)  # the earlier run's figure job must not draw into this one
+        run = RunFolder.create(config.out, Path(config.data).resolve().name or "data",
+                               overwrite=config.overwrite, resume=resume)
+        if not resume:
+            run.write_json("config.json", config.to_dict())
+        path = str(run.path)
+    path = distributed.broadcast_object(path)
+    distributed.barrier()
+    return RunFolder(path)
+
+
+def _start(config: TrainConfig, resume: bool, device: torch.device | None = None) -> Job:
     """Read the data, open the run folder, build the network and resolve every "auto" setting."""
+    _check_options(config)
     data = discover(config.data, valid_pct=config.valid_pct, seed=config.seed, image_root=config.image_root)
     if not data.valid:
         raise DataError(f"{config.data}: no validation images; add a valid/ folder or raise --valid-pct")
-    if config.out and (config.overwrite or resume):
-        wait_for_figures(config.out, 60)  # the earlier run's figure job must not draw into this one
-    run = RunFolder.create(config.out, Path(config.data).resolve().name or "data",
-                           overwrite=config.overwrite, resume=resume)
-    if not resume:
-        run.write_json("config.json", config.to_dict())
-    device = resolve_device(config.device)
+    run = _open_run(config, resume)
+    device = device or resolve_device(config.device)
     engine, precision = _inference_choice(config, device)
-    model, pre = build_classifier(config, len(data.classes), config.weights)
+    model, pre = build_classifier(config, len(data.classes), config.weights, data.multilabel)
     job = Job(config, data, run, model, pre, device, precision=precision, engine=engine)
     job.say(data.balance_table())
     for warning in data.warnings:
@@ -183,6 +237,24 @@ def _start(config: TrainConfig, resume: bool) -> Job:
         job.say(reason)
         job.choices["unfreeze_reason"] = reason
     return job
+
+
+def _check_options(config: TrainConfig) -> None:
+    """Settings that cannot work together fail before any work is done, with the flag to change."""
+    if config.ensemble < 1:
+        raise TrainingError(f"--ensemble {config.ensemble}: give a number of heads, 1 or more")
+    needs_cache = [flag for flag, used in (("--pseudo-label", config.pseudo_label), ("--ensemble", config.ensemble > 1))
+                   if used]
+    if needs_cache and not config.precompute:
+        raise TrainingError(f"{needs_cache[0]} trains heads on cached features; drop --no-precompute")
+    if config.pseudo_label:
+        try:
+            select_confident(torch.ones(1, 1), config.pseudo_threshold)  # a threshold outside (0, 1]
+            pseudo_batch_split(config.batch_size, config.pseudo_ratio)  # a ratio outside [0, 1)
+        except ValueError as err:
+            raise TrainingError(f"{err}; see heron train --help") from None
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise TrainingError(f"--label-smoothing {config.label_smoothing}: give a value in [0, 1), such as 0.1")
 
 
 def _inference_choice(config: TrainConfig, device: torch.device) -> tuple[str, str]:
@@ -248,9 +320,17 @@ def _diagnose(job: Job, metrics: dict, scored: int):
     """Under-, over- or good fit, judged from the history and the final scores."""
     from heron.train.diagnosis import diagnose
 
-    return diagnose(job.history, num_classes=len(job.data.classes), train_images=len(job.data.train),
+    # Ensemble members train side by side, not one after another: the first stands for them all.
+    history = [r for r in job.history if not _later_member(str(r.get("phase", "")))]
+    return diagnose(history, num_classes=len(job.data.classes), train_images=len(job.data.train),
                     final={k: metrics[k] for k in ("accuracy", "log_loss")}, valid_images=scored,
                     multilabel=job.data.multilabel, config=job.config)
+
+
+def _later_member(phase: str) -> bool:
+    """True for the phases of an ensemble's second and later members ("head-2", "pseudo-3")."""
+    name, _, number = phase.rpartition("-")
+    return bool(name) and number.isdigit() and int(number) > 1
 
 
 def _items(data, split: str) -> list[tuple[Path, object]]:
@@ -272,7 +352,8 @@ def _resume_path(run: RunFolder, phase: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _learner_callbacks(config: TrainConfig, run: RunFolder, phase: str) -> list:
+def _learner_callbacks(job: Job, phase: str) -> list:
+    config, run = job.config, job.run
     callbacks = [MetricsLogger(run / "metrics.jsonl"), Checkpoint(run / "checkpoints" / phase)]
     if config.patience:
         callbacks.append(EarlyStopping(monitor="valid_loss", patience=config.patience))
@@ -280,8 +361,6 @@ def _learner_callbacks(config: TrainConfig, run: RunFolder, phase: str) -> list:
 
 
 def _feature_cache(job: Job) -> FeatureCache:
-    from heron.models._weights import cache_dir
-
     key = {
         "arch": job.config.arch,
         "weights": weights_fingerprint(job.model.backbone),
@@ -290,22 +369,97 @@ def _feature_cache(job: Job) -> FeatureCache:
         "precision": job.precision,
         "engine": job.engine,
     }
-    root = Path(job.config.cache_dir) if job.config.cache_dir else cache_dir() / "features"
-    return FeatureCache(root, key)
+    return FeatureCache(_cache_root(job.config), key)
 
 
-def _views(config: TrainConfig, pre: Preprocessing, split: str) -> dict:
+def _cache_root(config: TrainConfig) -> Path:
+    """Where feature caches (and the colour PCA of each dataset) live."""
+    from heron.models._weights import cache_dir
+
+    return Path(config.cache_dir) if config.cache_dir else cache_dir() / "features"
+
+
+def _augment_spec(config: TrainConfig):
+    """The training augmentation: `--augment PRESET` with the flags that change it."""
+    from heron.data.augment import preset
+
+    try:
+        return preset(config.augment, **(config.augment_options or {}))
+    except (TypeError, ValueError) as err:
+        raise TrainingError(f"--augment {config.augment}: {err}") from None
+
+
+def _train_augment(job: Job):
+    """The training transform; AlexNet's colour PCA of the training images is computed once and cached."""
+    from heron.data.augment import load_or_compute_colour_pca
+
+    spec = _augment_spec(job.config)
+    colour = None
+    if getattr(spec, "pca_colour", 0):
+        colour = load_or_compute_colour_pca([p for p, _ in job.data.train], _cache_root(job.config))
+    return augmentation(job.pre, spec, colour_pca=colour), spec
+
+
+def _views(job: Job, split: str) -> dict:
+    """The transforms whose features a split caches, by name (the name is part of the cache key)."""
+    config, pre = job.config, job.pre
     if split == "train" and config.precompute_aug > 0:
-        augment = train_transform(pre)
-        return {f"aug{i}": SeededView(augment, i) for i in range(config.precompute_aug)}
+        from heron.data.augment import SeededView, preset
+
+        augment, spec = _train_augment(job)
+        tag = "" if spec == preset("photo") else f":{_short_hash(spec.to_dict())}"  # settings change the copies
+        return {f"aug{i}{tag}": SeededView(augment, i) for i in range(config.precompute_aug)}
     if split == "valid" and config.tta:
         return {f"{config.tta}{i}": view for i, view in enumerate(tta_views(pre, config.tta))}
     return {"eval": eval_transform(pre)}
 
 
-def _precomputed_head(job: Job):
-    """Extract (or reuse) trunk features; return a Learner for the head and the valid features."""
+def _short_hash(data: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass
+class CachedSplits:
+    """The trunk's features of the train and valid images: the cache's rows, targets and files."""
+
+    features: np.ndarray  # the cache's memory map (rows, D)
+    splits: dict  # split -> (rows (N, V) int64, targets, paths)
+
+    def valid_inputs(self):
+        rows, targets, paths = self.splits["valid"]
+        return self.features, rows, targets, paths
+
+
+def _extract(job: Job, paths: list[Path], cache: FeatureCache, views: dict, desc: str):
+    """Features of `paths` under `views` into `cache` (only what it lacks); errors noted on the job.
+
+    Several processes each compute their share of the images first; once all
+    are done, every process reads the whole set from the cache.
+    """
     config, pre = job.config, job.pre
+
+    def run(files, show: bool):
+        return extract_features(
+            job.model, files, cache, views, min_size=pre.decode_min_size(),
+            batch_size=64, workers=config.workers, device=job.device, progress=show and not config.quiet,
+            desc=desc, precision=job.precision, engine=job.engine, engine_dir=cache.dir / "engines",
+        )
+
+    forwards = 0
+    if distributed.is_distributed():
+        forwards = int(distributed.all_reduce_sum(torch.tensor(run(distributed.shard(paths), distributed.is_main()).forwards)))
+        distributed.barrier()
+    ext = run(paths, not distributed.is_distributed())
+    ext.forwards += forwards
+    job.note_errors(ext.errors)
+    return ext
+
+
+def _cached_features(job: Job) -> CachedSplits:
+    """Extract (or reuse) the trunk features of the train and valid images."""
     cache = _feature_cache(job)
     if cache.rebuilt:
         job.say(f"feature cache in {cache.dir} was damaged; rebuilding it")
@@ -314,35 +468,147 @@ def _precomputed_head(job: Job):
     for split in ("train", "valid"):
         items = _items(job.data, split)
         paths = [p for p, _ in items]
-        ext = extract_features(
-            job.model, paths, cache, _views(config, pre, split), min_size=pre.decode_min_size(),
-            batch_size=64, workers=config.workers, device=job.device, progress=not config.quiet,
-            desc=f"{split} features", precision=job.precision, engine=job.engine, engine_dir=cache.dir / "engines",
-        )
-        job.note_errors(ext.errors)
+        ext = _extract(job, paths, cache, _views(job, split), f"{split} features")
         ok = ext.ok()
         targets = torch.as_tensor([t for (_, t), good in zip(items, ok) if good])
         splits[split] = (ext.rows[ok], targets, [p for p, good in zip(paths, ok) if good])
         views = f" x {len(ext.views)} views" if len(ext.views) > 1 else ""
         cached = int(ok.sum()) * len(ext.views) - ext.forwards
         job.say(f"{split}: {int(ok.sum())} images{views}, {ext.forwards} computed, {cached} from cache")
-    features = cache.array()
-    train_rows, train_y, _ = splits["train"]
-    valid_rows, valid_y, valid_paths = splits["valid"]
-    train_dl = FeatureBatches(features, train_rows, train_y, config.batch_size, shuffle=True)
-    # Validation during the head phase uses the first (un-augmented) view.
-    valid_dl = FeatureBatches(features, valid_rows[:, :1], valid_y, 256)
-    learner = Learner(
-        job.model.head, train_dl, valid_dl, optimizer=config.optimizer, lr=config.lr or DEFAULT_LR,
-        weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, job.run, "head"),
-        device=job.device, multilabel=job.data.multilabel, quiet=config.quiet,
+    job.cache = cache
+    return CachedSplits(cache.array(), splits)
+
+
+def _feature_batches(cached: CachedSplits, split: str, batch_size: int) -> FeatureBatches:
+    rows, targets, _ = cached.splits[split]
+    if split == "valid":  # validation during the head phase uses the first (un-augmented) view
+        return FeatureBatches(cached.features, rows[:, :1], targets, 256)
+    return FeatureBatches(cached.features, rows, targets, batch_size, shuffle=True)
+
+
+def _head_learner(job: Job, head: nn.Module, train_dl, cached: CachedSplits, phase: str) -> Learner:
+    """A Learner for one head on cached features, validating on the valid split's features."""
+    config = job.config
+    if config.sync_bn and distributed.is_distributed():
+        convert_sync_batchnorm(head)
+    return Learner(
+        head, train_dl, _feature_batches(cached, "valid", 256), loss_fn=_loss(job),
+        optimizer=config.optimizer, lr=config.lr or DEFAULT_LR, weight_decay=config.weight_decay,
+        callbacks=_learner_callbacks(job, phase), device=job.device,
+        multilabel=job.data.multilabel, quiet=config.quiet,
     )
-    return learner, (features, valid_rows, valid_y, valid_paths)
+
+
+def _loss(job: Job) -> nn.Module:
+    return classification_loss(job.data.multilabel, job.config.label_smoothing)
+
+
+def _members(head: nn.Module) -> list[nn.Module]:
+    """The heads an ensemble head averages, or the head itself."""
+    return list(head.members) if isinstance(head, EnsembleHead) else [head]
+
+
+def _member_phase(job: Job, phase: str, k: int) -> str:
+    return phase if job.config.ensemble <= 1 else f"{phase}-{k + 1}"
+
+
+def _fit_heads(job: Job, first: Learner, train_dl, cached: CachedSplits, epochs: int, lr: float, phase: str,
+               resume: bool) -> None:
+    """Fit the head (each member of an ensemble, seeded apart) on `train_dl`; history onto the job."""
+    members = _members(job.model.head)
+    for k, head in enumerate(members):
+        name = _member_phase(job, phase, k)
+        if k:
+            _reseed(job.config.seed + k)
+        learner = first if k == 0 else _head_learner(job, head, train_dl, cached, name)
+        history = learner.fit(epochs, lr=lr, phase=name, resume=_resume_path(job.run, name) if resume else None)
+        job.history += history
+        if len(members) > 1 and history:
+            last = history[-1]
+            job.say(f"member {k + 1}: valid accuracy {last.get('valid_accuracy', float('nan')):.4f}  "
+                    f"log loss {last.get('valid_loss', float('nan')):.4f}")
+
+
+def _unlabelled_images(job: Job) -> list[Path]:
+    """The images of `--pseudo-label FOLDER`, less any that are already labelled."""
+    folder = Path(job.config.pseudo_label)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: --pseudo-label needs a folder of unlabelled images; check the path")
+    labelled = {Path(p).resolve() for split in ("train", "valid") for p, _ in getattr(job.data, split)}
+    images = [p for p in find_images(folder) if Path(p).resolve() not in labelled]
+    if not images:
+        raise DataError(f"{folder}: no unlabelled images (none found, or all are in the labelled set); "
+                        "give a folder of other images")
+    return images
+
+
+def _pseudo_round(job: Job, cached: CachedSplits, epochs: int, lr: float, resume: bool) -> None:
+    """Label the unlabelled images with the head just trained, keep the confident, retrain the head."""
+    config = job.config
+    if job.data.multilabel:
+        raise DataError(f"{config.data}: --pseudo-label needs one label per image, not multi-label data")
+    paths = _unlabelled_images(job)
+    ext = _extract(job, paths, job.cache, {"eval": eval_transform(job.pre)}, "unlabelled features")
+    ok = ext.ok()
+    rows, kept_paths = ext.rows[ok][:, :1], [p for p, good in zip(paths, ok) if good]
+    features = job.cache.array()  # the memory map again: it grew by the unlabelled rows
+    probs = _head_probs(job, features, rows)
+    picked = select_confident(probs, config.pseudo_threshold)
+    job.say(picked.summary(job.data.classes, config.pseudo_threshold))
+    job.choices["pseudo"] = {"unlabelled": picked.total, "used": len(picked.index), "threshold": config.pseudo_threshold,
+                             "ratio": config.pseudo_ratio, "per_class": picked.per_class(job.data.classes)}
+    _write_pseudo_labels(job, kept_paths, picked)
+    if not len(picked.index):
+        job.say("pseudo-labels: none used; kept the first model (lower --pseudo-threshold to use some)")
+        return
+    job.pseudo_items = [(kept_paths[i], int(c)) for i, c in zip(picked.index.tolist(), picked.labels.tolist())]
+    n_labelled, n_pseudo = pseudo_batch_split(config.batch_size, config.pseudo_ratio)
+    labelled = _feature_batches(cached, "train", n_labelled)
+    pseudo_rows = rows[picked.index.numpy()]
+    train_dl = MixedBatches(labelled, features, pseudo_rows, picked.labels, n_pseudo) if n_pseudo else labelled
+    _reseed(config.seed + 100)
+    for head in _members(job.model.head):
+        reset_head(head)
+    first = _head_learner(job, _members(job.model.head)[0], train_dl, cached, _member_phase(job, "pseudo", 0))
+    _fit_heads(job, first, train_dl, cached, epochs, lr, "pseudo", resume)
+
+
+def _head_probs(job: Job, features: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """Probabilities `(N, C)` of the current head on cached feature rows `(N, V)` (views averaged)."""
+    head = job.model.head.eval().to(job.device)
+    probs = []
+    with torch.inference_mode():
+        for start in range(0, len(rows), 1024):  # batches: RAM stays flat however many images
+            chunk = rows[start : start + 1024]
+            per_view = [
+                _activate(head(torch.from_numpy(np.asarray(features[chunk[:, v]], dtype=np.float32)).to(job.device)),
+                          job.data.multilabel)
+                for v in range(chunk.shape[1])
+            ]
+            probs.append(torch.stack(per_view).mean(0).cpu())
+    return torch.cat(probs) if probs else torch.empty(0, len(job.data.classes))
+
+
+def _write_pseudo_labels(job: Job, paths: list[Path], picked) -> None:
+    """`pseudo_labels.csv`: every unlabelled image kept, its class and the probability it got."""
+    if not distributed.is_main():
+        return
+    lines = ["file,label,prob"]
+    for i, c, p in zip(picked.index.tolist(), picked.labels.tolist(), picked.confidence.tolist()):
+        lines.append(f"{paths[i]},{job.data.classes[c]},{p:.4f}")
+    job.run.write_text("pseudo_labels.csv", "\n".join(lines) + "\n")
 
 
 def _image_loader(job: Job, items, transform, batch_size: int, shuffle: bool):
+    """Decoded image batches in an order set by the seed and the epoch alone.
+
+    One process or several draw the same global batches (several split each
+    one between them), so a run under torchrun trains like a single process
+    over the same batches, and a resumed run draws the batches it missed.
+    """
     dataset = ImageFiles(items, transform, min_size=job.pre.decode_min_size())
-    loader = image_loader(dataset, batch_size=batch_size, shuffle=shuffle, workers=job.config.workers)
+    sampler = GlobalBatchSampler(len(items), batch_size, shuffle=shuffle, seed=job.config.seed)
+    loader = image_loader(dataset, workers=job.config.workers, batch_sampler=sampler)
     return ImageBatches(loader, job.errors)
 
 
@@ -354,15 +620,18 @@ def _finetune(job: Job, resume: bool) -> list[dict]:
         _fast_bn_momentum(model.backbone)
     freeze(model)
     unfreeze(model, "all" if unfreeze_to == "all" else int(unfreeze_to or 0))
-    augment = augmentation(job.pre, config.augment)
-    train_dl = _image_loader(job, _items(job.data, "train"), augment, config.finetune_batch_size, True)
+    if config.sync_bn and distributed.is_distributed():
+        convert_sync_batchnorm(model)  # batch statistics over the global batch, not each process's part
+    augment, _ = _train_augment(job)
+    items = _items(job.data, "train") + job.pseudo_items
+    train_dl = _image_loader(job, items, augment, config.finetune_batch_size, True)
     valid_dl = _image_loader(job, _items(job.data, "valid"), eval_transform(job.pre), 64, False)
     groups = discriminative_param_groups(model, config.finetune_lr, lr_ratio=config.lr_ratio)
     learner = Learner(
         model, train_dl, valid_dl, optimizer=config.finetune_optimizer or config.optimizer, lr=config.finetune_lr,
-        weight_decay=config.weight_decay, callbacks=_learner_callbacks(config, job.run, "finetune"),
-        device=job.device, param_groups=groups, multilabel=job.data.multilabel, quiet=config.quiet,
-        channels_last=True, precision=job.precision,
+        weight_decay=config.weight_decay, callbacks=_learner_callbacks(job, "finetune"),
+        loss_fn=_loss(job), device=job.device, param_groups=groups, multilabel=job.data.multilabel,
+        quiet=config.quiet, channels_last=True, precision=job.precision,
     )
     phase = "finetune" if unfreeze_to else "head"
     epochs = config.finetune_epochs if unfreeze_to else (config.epochs or HEAD_EPOCHS[0])
@@ -413,17 +682,8 @@ def _valid_predictions(job: Job, valid_feats=None):
     model.eval().to(device)
     if valid_feats is not None:
         features, rows, targets, paths = valid_feats
-        probs = []
-        with torch.inference_mode():
-            for start in range(0, len(rows), 1024):  # batches: RAM stays flat however many images
-                chunk = rows[start : start + 1024]
-                per_view = [
-                    _activate(model.head(torch.from_numpy(np.asarray(features[chunk[:, v]], dtype=np.float32)).to(device)), multilabel)
-                    for v in range(chunk.shape[1])
-                ]
-                probs.append(torch.stack(per_view).mean(0).cpu())
-        return torch.cat(probs), targets, paths
-    views = list(_views(job.config, job.pre, "valid").values())
+        return _head_probs(job, features, rows), targets, paths
+    views = list(_views(job, "valid").values())
     items = _items(job.data, "valid")
     dataset = ImageFiles(items, views, min_size=job.pre.decode_min_size())
     loader = image_loader(dataset, batch_size=32, workers=job.config.workers)
@@ -464,7 +724,7 @@ def load_run(path: str | Path) -> LoadedRun:
     config = TrainConfig.from_dict(saved)
     meta = saved.get("result", {})
     classes = meta.get("classes") or []
-    model, _ = build_classifier(config, len(classes), weights=None)
+    model, _ = build_classifier(config, len(classes), weights=None, multilabel=bool(meta.get("multilabel")))
     load_weights(model, run / "model.safetensors")
     pre = Preprocessing.from_dict(meta["preprocessing"])
     return LoadedRun(model.eval(), classes, pre, config, bool(meta.get("multilabel")))
@@ -591,21 +851,81 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
     bar.close()
 
 
+def _scored_items(loaded: LoadedRun, run_path, data_path) -> DataSplits:
+    """The labelled images a run is scored on, with the run's class indices.
+
+    The run's own dataset is scored on the run's validation split (the same
+    --valid-pct and --seed); any other folder on its valid/ images, or on all
+    of them when it has no split.
+    """
+    config = loaded.config
+    same = bool(config.data) and Path(config.data).resolve() == Path(data_path).resolve()
+    if same:
+        data = discover(data_path, valid_pct=config.valid_pct, seed=config.seed, image_root=config.image_root)
+        items = data.valid
+    else:
+        data = discover(data_path, valid_pct=0.0, min_classes=1)
+        items = data.valid or data.train
+    unknown = sorted(set(data.classes) - set(loaded.classes))
+    if unknown:
+        raise DataError(f"{data_path}: classes {unknown} were not in the trained run {run_path}")
+    if data.multilabel:
+        remap = [loaded.classes.index(c) for c in data.classes]
+        items = [(p, [remap[t] for t in labels]) for p, labels in items]
+    else:
+        items = [(p, loaded.classes.index(data.classes[t])) for p, t in items]
+    return DataSplits(loaded.classes, [], items, [], loaded.multilabel, Path(data_path))
+
+
+def _run_predictions(run_path, data_path, tta: str | None, quiet: bool = True):
+    """(probs, targets, paths, classes, errors) of a finished run on a labelled folder."""
+    loaded = load_run(run_path)
+    scored = _scored_items(loaded, run_path, data_path)
+    config = TrainConfig.from_dict({**loaded.config.to_dict(), "tta": tta, "quiet": quiet})
+    job = Job(config, scored, None, loaded.model, loaded.pre, torch.device("cpu"))
+    probs, targets, paths = _valid_predictions(job)
+    return probs, targets, paths, loaded.classes, job.errors
+
+
 def evaluate(run_path: str | Path, data_path: str | Path, tta: str | None = None, quiet: bool = False) -> dict:
     """Score a finished run on a labelled folder (class sub-folders, or train/valid layout: valid is used)."""
     from heron.train.metrics import accuracy, log_loss
 
-    loaded = load_run(run_path)
-    data = discover(data_path, valid_pct=0.0, min_classes=1)
-    items = data.valid or data.train
-    unknown = sorted(set(data.classes) - set(loaded.classes))
-    if unknown:
-        raise DataError(f"{data_path}: classes {unknown} were not in the trained run {run_path}")
-    remap = [loaded.classes.index(c) for c in data.classes]
-    items = [(p, remap[t]) for p, t in items]
-    config = TrainConfig.from_dict({**loaded.config.to_dict(), "tta": tta, "quiet": quiet})
-    scored = DataSplits(loaded.classes, [], items, [], loaded.multilabel, Path(data_path))
-    job = Job(config, scored, None, loaded.model, loaded.pre, torch.device("cpu"))
-    probs, targets, _ = _valid_predictions(job)
+    probs, targets, _, _, errors = _run_predictions(run_path, data_path, tta, quiet)
     return {"accuracy": accuracy(probs, targets), "log_loss": log_loss(probs, targets), "images": len(targets),
-            "errors": job.errors}
+            "errors": errors}
+
+
+def ensemble(run_paths: list[str | Path], data_path: str | Path, tta: str | None = None) -> dict:
+    """Score each run and the mean of their probabilities on the same labelled images.
+
+    Returns {"members": [{"run", "accuracy", "log_loss"}], "ensemble": {...},
+    "images", "errors"}. The runs must have the same classes (in any order);
+    only images every member could read are scored.
+    """
+    from heron.train.metrics import accuracy, log_loss
+
+    if len(run_paths) < 2:
+        raise DataError("an ensemble needs two or more runs: heron ensemble RUN1 RUN2 ... --data DATA")
+    outputs = [_run_predictions(path, data_path, tta) for path in run_paths]
+    classes = outputs[0][3]
+    for path, out in zip(run_paths, outputs):
+        if sorted(out[3]) != sorted(classes):
+            raise DataError(f"{path}: classes {out[3]} differ from {run_paths[0]}'s {classes}; "
+                            "ensemble runs trained on the same classes")
+    common = set.intersection(*(set(out[2]) for out in outputs))
+    order = [p for p in outputs[0][2] if p in common]
+    aligned, targets = [], None
+    for probs, member_targets, paths, member_classes, _ in outputs:
+        where = {p: i for i, p in enumerate(paths)}
+        index = torch.as_tensor([where[p] for p in order], dtype=torch.long)
+        columns = torch.as_tensor([member_classes.index(c) for c in classes], dtype=torch.long)
+        aligned.append(probs[index][:, columns])
+        if targets is None:
+            targets = member_targets[index]
+    mean = torch.stack(aligned).mean(0)
+    members = [{"run": str(path), "accuracy": float(accuracy(p, targets)), "log_loss": float(log_loss(p, targets))}
+               for path, p in zip(run_paths, aligned)]
+    errors = sorted({e for out in outputs for e in out[4]})
+    return {"members": members, "images": len(order), "errors": errors, "probs": mean,
+            "ensemble": {"accuracy": float(accuracy(mean, targets)), "log_loss": float(log_loss(mean, targets))}}

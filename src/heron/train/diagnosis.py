@@ -282,6 +282,8 @@ def _dropout(config: Any) -> float | None:
     if config is None:
         return None
     given = _setting(config, "dropout")
+    if isinstance(given, (list, tuple)):  # one value per layer: judge by the largest
+        given = max(given) if given else None
     return float(given) if given is not None else _HEAD_DROPOUT.get(_setting(config, "head", "gap"))
 
 

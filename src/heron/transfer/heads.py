@@ -1,10 +1,16 @@
 """Heads trained on top of a frozen, pretrained trunk (the seeds' transfer recipe).
 
-- `gap`: global average pooling, dropout, one linear layer. The seeds' "3-second
-  model": a network trained with GAP made its filters to be averaged.
+- `gap`: global average pooling, [batch norm,] dropout, one linear layer. The
+  seeds' "3-second model": a network trained with GAP made its filters to be averaged.
 - `linear`: one linear layer on the whole flattened feature map (every position).
 - `dense`: BN -> dropout -> dense -> ReLU blocks, then a linear layer: the
   classic fully connected top, on the pooled vector or the flattened map.
+
+Regularisation is per layer: `dropout` is one probability for the head (the
+dense head then uses half of it before its hidden layers) or one per dropout
+layer, inverted dropout as `nn.Dropout` does it (kept units scaled by 1/(1-p)
+in training, nothing at evaluation); `bn` puts batch norm in front of each
+linear layer (on by default in the dense head only).
 
 Every head accepts either the trunk's map `(N, C, h, w)` or the cached form of
 it (`(N, C)` pooled or `(N, C*h*w)` flattened), so weights trained on cached
@@ -18,7 +24,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["HEADS", "GapHead", "LinearHead", "TransferDenseHead", "make_head", "feature_kind"]
+__all__ = ["HEADS", "GapHead", "LinearHead", "TransferDenseHead", "make_head", "feature_kind", "head_dropouts", "reset_head"]
+
+Dropout = float | Sequence[float] | None
 
 HEADS = ("gap", "linear", "dense")
 
@@ -32,51 +40,89 @@ def feature_kind(head: str, pool: bool = True) -> str:
     return "map"
 
 
-class GapHead(nn.Module):
-    """Global average pooling -> dropout -> linear."""
+def head_dropouts(dropout: Dropout, layers: int, default: float) -> list[float]:
+    """One dropout probability per dropout layer of a head with `layers` of them.
 
-    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.2) -> None:
+    None: `default` for the last layer (half of it before the others); one
+    number p: the same rule with p; a list: one value per layer, as given.
+    """
+    if dropout is None or isinstance(dropout, (int, float)):
+        p = default if dropout is None else float(dropout)
+        values = [p / 2] * (layers - 1) + [p]
+    else:
+        values = [float(v) for v in dropout]
+        if len(values) == 1:
+            return head_dropouts(values[0], layers, default)
+        if len(values) != layers:
+            raise ValueError(f"--dropout takes 1 or {layers} values for this head (one per dropout layer), "
+                             f"got {len(values)}")
+    bad = [v for v in values if not 0.0 <= v < 1.0]
+    if bad:
+        raise ValueError(f"dropout must be in [0, 1), got {bad[0]}")
+    return values
+
+
+class GapHead(nn.Module):
+    """Global average pooling -> [batch norm] -> dropout -> linear."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.2, bn: bool = False) -> None:
         super().__init__()
+        if bn:
+            self.bn = nn.BatchNorm1d(in_features)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 4:
             x = x.mean(dim=(2, 3))  # (N, C)
+        if hasattr(self, "bn"):
+            x = self.bn(x)
         return self.fc(self.drop(x))
 
 
 class LinearHead(nn.Module):
-    """One linear layer on the flattened feature map (fixed input size)."""
+    """One linear layer on the flattened feature map (fixed input size), [batch norm and] dropout first."""
 
-    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0, bn: bool = False) -> None:
         super().__init__()
+        if bn:
+            self.bn = nn.BatchNorm1d(in_features)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(x.flatten(1)))  # (N, C*h*w) -> (N, classes)
+        x = x.flatten(1)  # (N, C*h*w)
+        if hasattr(self, "bn"):
+            x = self.bn(x)
+        return self.fc(self.drop(x))
 
 
 class TransferDenseHead(nn.Module):
-    """[pool] -> (BN -> dropout -> linear -> ReLU) x len(hidden) -> BN -> dropout -> linear."""
+    """[pool] -> ([BN] -> dropout -> linear -> ReLU) x len(hidden) -> [BN] -> dropout -> linear.
+
+    `dropout`: one probability (half of it before each hidden layer, all of it
+    before the last) or one per layer, `len(hidden) + 1` values.
+    """
 
     def __init__(
         self,
         in_features: int,
         num_classes: int,
         hidden: Sequence[int] = (512,),
-        dropout: float = 0.5,
+        dropout: Dropout = 0.5,
         pool: bool = True,
+        bn: bool = True,
     ) -> None:
         super().__init__()
         self.pool = pool
+        rates = head_dropouts(dropout, len(hidden) + 1, 0.5)
         layers: list[nn.Module] = []
         width = in_features
-        for size in hidden:
-            layers += [nn.BatchNorm1d(width), nn.Dropout(dropout / 2), nn.Linear(width, size), nn.ReLU(inplace=True)]
+        for size, p in zip(hidden, rates):
+            layers += [nn.BatchNorm1d(width)] if bn else []
+            layers += [nn.Dropout(p), nn.Linear(width, size), nn.ReLU(inplace=True)]
             width = size
-        layers += [nn.BatchNorm1d(width), nn.Dropout(dropout)]
+        layers += ([nn.BatchNorm1d(width)] if bn else []) + [nn.Dropout(rates[-1])]
         self.body = nn.Sequential(*layers)
         self.fc = nn.Linear(width, num_classes)
 
@@ -91,16 +137,30 @@ def make_head(
     num_features: int,
     num_classes: int,
     map_size: tuple[int, int] = (1, 1),
-    dropout: float | None = None,
+    dropout: Dropout = None,
     hidden: Sequence[int] = (512,),
+    bn: bool | None = None,
 ) -> nn.Module:
-    """Build head `kind` for a trunk with `num_features` channels and an `map_size` feature map."""
+    """Build head `kind` for a trunk with `num_features` channels and an `map_size` feature map.
+
+    `bn` None: batch norm in the dense head only.
+    """
     flat = num_features * map_size[0] * map_size[1]
     if kind == "gap":
-        return GapHead(num_features, num_classes, 0.2 if dropout is None else dropout)
+        return GapHead(num_features, num_classes, head_dropouts(dropout, 1, 0.2)[0], bn=bool(bn))
     if kind == "linear":
-        return LinearHead(flat, num_classes, 0.0 if dropout is None else dropout)
+        return LinearHead(flat, num_classes, head_dropouts(dropout, 1, 0.0)[0], bn=bool(bn))
     if kind == "dense":
-        return TransferDenseHead(num_features, num_classes, hidden, 0.5 if dropout is None else dropout, pool=True)
+        return TransferDenseHead(num_features, num_classes, hidden, dropout, pool=True, bn=bn is not False)
     feature_kind(kind)  # raises with the list of heads
     raise AssertionError
+
+
+def reset_head(head: nn.Module) -> nn.Module:
+    """Re-initialise every layer of `head` (a fresh start from the current random state)."""
+    for layer in head.modules():
+        if layer is not head and hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+        if hasattr(layer, "reset_running_stats"):
+            layer.reset_running_stats()
+    return head
