@@ -33,12 +33,17 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "is_distributed", "rank", "world_size", "local_world_size", "is_main", "barrier",
+    "launched_by_torchrun", "is_distributed", "rank", "world_size", "local_world_size", "is_main", "barrier",
     "all_reduce_sum", "broadcast_tensor", "gather_cat", "broadcast_object", "gather_objects", "shard",
     "global_batches",
 ]
 
 T = TypeVar("T")
+
+
+def launched_by_torchrun() -> bool:
+    """True in a process torchrun started (any number of them): its environment names the world."""
+    return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def is_distributed() -> bool:

@@ -1,8 +1,10 @@
 """`torchrun --nproc-per-node 2 -m heron train`: the same run folder and weights as one process.
 
-Both runs see the same global batches (the head's feature batches and the
-fine-tuning image batches are cut by the seed and the epoch, then split
-between the processes), so the weights agree to float rounding. Dropout
+The reference is `torchrun --nproc-per-node 1`: under torchrun the
+fine-tuning batches are cut by the seed and the epoch (GlobalBatchSampler)
+and split between the processes, as the head's feature batches always are,
+so both runs see the same global batches and their weights agree to float
+rounding. Dropout
 is 0 because each process draws its own masks, and batch norm is frozen
 (heron's fine-tuning default) or synchronised: per-process batch
 statistics are the one documented source of difference. The synchronised
@@ -19,7 +21,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from heron.cli import main
 
 FLAGS = ["--arch", "resnet18", "--weights", "none", "--size", "32", "--crop-pct", "1.0", "--epochs", "3",
          "--lr", "0.01", "--dropout", "0", "--batch-size", "8", "--unfreeze", "1", "--finetune-epochs", "2",
@@ -27,9 +28,9 @@ FLAGS = ["--arch", "resnet18", "--weights", "none", "--size", "32", "--crop-pct"
          "--quiet", "--seed", "3"]
 
 
-def _torchrun(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`torchrun --nproc-per-node 2 -m heron ARGS` on the CPU (GPUs hidden), OMP_NUM_THREADS=1 as torchrun sets it."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+def _torchrun(*args: str, env: dict | None = None, processes: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun --nproc-per-node N -m heron ARGS` on the CPU (GPUs hidden), OMP_NUM_THREADS=1 as torchrun sets it."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
                "-m", "heron", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -40,7 +41,9 @@ def test_two_processes_train_the_same_weights_as_one(color_dataset, tmp_path, sy
     extra = ["--update-bn", "--sync-bn", "--finetune-optimizer", "sgd"] if sync_bn else []
     cache = str(tmp_path / "cache")
     single = tmp_path / "single"
-    assert main(["train", str(color_dataset), "--out", str(single), "--cache-dir", cache, *FLAGS, *extra]) == 0
+    alone = _torchrun("train", str(color_dataset), "--out", str(single), "--cache-dir", cache, *FLAGS, *extra,
+                      processes=1)
+    assert alone.returncode == 0, alone.stderr[-3000:]
     double = tmp_path / "double"
     done = _torchrun("train", str(color_dataset), "--out", str(double), "--cache-dir", str(tmp_path / "cache2"),
                      *FLAGS, *extra)
@@ -76,7 +79,9 @@ learner.Learner._one_epoch = _one_epoch
 
 def test_an_interrupted_torchrun_run_resumes_to_the_same_weights(color_dataset, tmp_path):
     single = tmp_path / "single"
-    assert main(["train", str(color_dataset), "--out", str(single), "--cache-dir", str(tmp_path / "c1"), *FLAGS]) == 0
+    alone = _torchrun("train", str(color_dataset), "--out", str(single), "--cache-dir", str(tmp_path / "c1"), *FLAGS,
+                      processes=1)
+    assert alone.returncode == 0, alone.stderr[-3000:]
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(INTERRUPT)  # Ctrl-C in the first fine-tuning epoch, on every rank

@@ -88,6 +88,8 @@ def test_pseudo_labelling_adds_exactly_the_unlabelled_images_above_the_threshold
     assert f"pseudo-labels: {len(expected)} of {len(files)} unlabelled images" in out
     assert "unlabelled features" not in out or "computed" in out
     assert [r["phase"] for r in run.history] == ["head"] * 4 + ["pseudo"] * 4
+    report = (run.path / "report.html").read_text()
+    assert f"{len(expected)} of {len(files)} unlabelled images at p &gt;= {threshold:g}" in report
 
 
 def test_pseudo_label_errors_are_one_line(color_dataset, tmp_path, capsys):
@@ -123,6 +125,7 @@ def test_train_ensemble_saves_one_model_of_k_heads(color_dataset, tmp_path, caps
     assert isinstance(loaded.model.head, EnsembleHead) and len(loaded.model.head.members) == 2
     a, b = loaded.model.head.members
     assert not torch.equal(a.fc.weight, b.fc.weight)  # seeded apart
+    assert "2 heads, seeded apart" in (run.path / "report.html").read_text()
     scores = evaluate(run.path, color_dataset, quiet=True)
     assert scores["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert scores["log_loss"] == pytest.approx(run.metrics["log_loss"], rel=1e-4)

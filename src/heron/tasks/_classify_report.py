@@ -115,6 +115,23 @@ def _engine_note(choices: dict | None) -> str:
     return f"engine {choices.get('engine', 'torch')}, precision {choices.get('precision', 'fp32')}"
 
 
+def _toolkit_notes(config, choices: dict | None) -> dict:
+    """Report lines for the settings against overfitting that this run used."""
+    choices, notes = choices or {}, {}
+    if choices.get("augment"):
+        notes["augmentation"] = f"--augment {config.augment}: {choices['augment']}"
+    pseudo = choices.get("pseudo")
+    if pseudo:
+        counts = ", ".join(f"{name} {n}" for name, n in pseudo["per_class"].items())
+        notes["pseudo-labels"] = (f"{pseudo['used']} of {pseudo['unlabelled']} unlabelled images at p >= "
+                                  f"{pseudo['threshold']:g} ({counts}), {pseudo['ratio']:.0%} of each batch")
+    if config.ensemble > 1:
+        notes["ensemble"] = f"{config.ensemble} heads, seeded apart; the model averages their probabilities"
+    if config.tta:
+        notes["test-time augmentation"] = config.tta
+    return notes
+
+
 def write_outputs(run, config, data, model, pre, probs, targets, paths, history, errors, lr_result, elapsed,
                   *, metrics: dict | None = None, choices: dict | None = None, diagnosis=None,
                   figures: str | None = None) -> dict:
@@ -164,6 +181,7 @@ def write_outputs(run, config, data, model, pre, probs, targets, paths, history,
         "backbone": f"{config.arch} ({config.weights or 'random init'}), input {pre.size[0]}x{pre.size[1]}",
         "head": config.head + _unfreeze_note(config, choices),
         "trunk inference": _engine_note(choices),
+        **_toolkit_notes(config, choices),
         "valid accuracy": round(metrics["accuracy"], 4),
         "valid log loss": round(metrics["log_loss"], 4),
         "time": f"{elapsed:.1f} s",

@@ -394,6 +394,7 @@ def _train_augment(job: Job):
     from heron.data.augment import load_or_compute_colour_pca
 
     spec = _augment_spec(job.config)
+    job.choices["augment"] = spec.describe()
     colour = None
     if getattr(spec, "pca_colour", 0):
         colour = load_or_compute_colour_pca([p for p, _ in job.data.train], _cache_root(job.config))
@@ -600,15 +601,19 @@ def _write_pseudo_labels(job: Job, paths: list[Path], picked) -> None:
 
 
 def _image_loader(job: Job, items, transform, batch_size: int, shuffle: bool):
-    """Decoded image batches in an order set by the seed and the epoch alone.
+    """Decoded image batches; under torchrun, the global batches of `GlobalBatchSampler`.
 
-    One process or several draw the same global batches (several split each
-    one between them), so a run under torchrun trains like a single process
-    over the same batches, and a resumed run draws the batches it missed.
+    Launched by torchrun (with any number of processes), the order comes
+    from the seed and the epoch alone and each process takes its share of
+    every global batch, so `--nproc-per-node 1` and `N` train on the same
+    batches. A plain `heron train` keeps the DataLoader's own shuffling.
     """
     dataset = ImageFiles(items, transform, min_size=job.pre.decode_min_size())
-    sampler = GlobalBatchSampler(len(items), batch_size, shuffle=shuffle, seed=job.config.seed)
-    loader = image_loader(dataset, workers=job.config.workers, batch_sampler=sampler)
+    if distributed.launched_by_torchrun():
+        sampler = GlobalBatchSampler(len(items), batch_size, shuffle=shuffle, seed=job.config.seed)
+        loader = image_loader(dataset, workers=job.config.workers, batch_sampler=sampler)
+    else:
+        loader = image_loader(dataset, batch_size=batch_size, shuffle=shuffle, workers=job.config.workers)
     return ImageBatches(loader, job.errors)
 
 

@@ -33,7 +33,7 @@ from torch.utils.data import Sampler
 
 from heron._distributed import (
     all_reduce_sum, barrier, broadcast_object, broadcast_tensor, gather_cat, gather_objects, global_batches,
-    is_distributed, is_main, local_world_size, rank, shard, world_size,
+    is_distributed, is_main, launched_by_torchrun, local_world_size, rank, shard, world_size,
 )
 from heron.nn.modes import set_train_mode
 
@@ -51,6 +51,7 @@ __all__ = [
     "global_batches",
     "init_from_env",
     "is_distributed",
+    "launched_by_torchrun",
     "is_main",
     "loader_parts",
     "local_world_size",
