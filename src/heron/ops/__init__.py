@@ -1,0 +1,1 @@
+"""Pure tensor functions without state: box arithmetic (`heron.ops.boxes`)."""

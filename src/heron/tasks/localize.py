@@ -1,0 +1,231 @@
+"""Classification with localisation: one network, two outputs, the class of the main object and its box.
+
+The seeds' multi-output model: the pretrained trunk's feature map (kept in
+the feature cache, so training takes seconds) feeds one linear layer whose
+outputs are the class logits and four box coordinates. The box is
+(x1, y1, x2, y2) as fractions of the image, squashed into [0, 1] by a
+sigmoid; images are resized whole (no crop), so a fraction of the resized
+image is the same fraction of the original. The loss is
+`box_weight * MSE(box) + cross-entropy`; an image without a box trains
+towards the zero box, as the seeds do. Scores: class accuracy and the mean
+IoU of the predicted box with the true one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from heron.config import LocalizeConfig
+from heron.data.boxes import largest_boxes, read_boxes
+from heron.data.folders import discover
+from heron.data.transforms import Preprocessing, resize
+from heron.errors import DataError
+from heron.models import build, save_weights
+from heron.ops.boxes import paired_iou
+from heron.train import Checkpoint, Learner, MetricsLogger
+from heron.train.learner import resolve_device
+from heron.train.run import RunFolder
+from heron.transfer.cache import FeatureCache, weights_fingerprint
+from heron.transfer.extract import FeatureBatches, extract_features
+from heron.transfer.model import ClassifierModel
+
+__all__ = ["BoxClassHead", "BoxClassLoss", "LocalizeRun", "localize", "squash_transform"]
+
+
+class BoxClassHead(nn.Module):
+    """Feature map -> 1x1 conv to `width` channels, ReLU -> flatten -> dropout -> linear -> (class, box) logits.
+
+    The 1x1 convolution keeps where things are (the box needs it) while
+    cutting the trunk's channels to a few, so a few hundred images can fit
+    the linear layer. Takes the map `(N, C, h, w)` or the cache's flattened
+    form `(N, C*h*w)`; returns `(N, classes + 4)`.
+    """
+
+    def __init__(self, map_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.2,
+                 width: int = 32) -> None:
+        super().__init__()
+        self.map_shape, self.num_classes = tuple(map_shape), num_classes
+        channels, height, width_px = self.map_shape
+        self.reduce = nn.Sequential(nn.Conv2d(channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(width * height * width_px, num_classes + 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            x = x.view(-1, *self.map_shape)
+        return self.fc(self.drop(self.reduce(x).flatten(1)))  # (N, C + 4)
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class logits (N, C), box (N, 4) as fractions of the image in [0, 1])."""
+        return out[:, : self.num_classes], torch.sigmoid(out[:, self.num_classes :])
+
+
+class BoxClassLoss(nn.Module):
+    """`box_weight * MSE(box) + cross-entropy` on targets `(N, 5)`: class id, then the box as fractions."""
+
+    def __init__(self, head: BoxClassHead, box_weight: float) -> None:
+        super().__init__()
+        self.head, self.box_weight = head, box_weight
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, box = self.head.split(out.float())
+        classes = nn.functional.cross_entropy(logits, target[:, 0].long())
+        return classes + self.box_weight * nn.functional.mse_loss(box, target[:, 1:].float())
+
+
+def squash_transform(pre: Preprocessing):
+    """Resize the whole image to the network's size (aspect ratio not kept): boxes as fractions stay valid."""
+    def transform(img: torch.Tensor) -> torch.Tensor:
+        return resize(img, pre.size, pre.interpolation)
+
+    return transform
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as decoded upright (EXIF orientations 5-8 swap the sides), from the header alone."""
+    with Image.open(path) as img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _targets(items, boxes: dict[Path, tuple]) -> tuple[torch.Tensor, int]:
+    """`(N, 5)` targets: class, then the largest box as fractions (zeros without one); and how many had a box."""
+    rows, found = [], 0
+    for path, label in items:
+        box = boxes.get(Path(path).resolve())
+        if box is None:
+            rows.append([label, 0.0, 0.0, 0.0, 0.0])
+            continue
+        width, height = _image_size(path)
+        x1, y1, x2, y2 = box
+        rows.append([label, x1 / width, y1 / height, x2 / width, y2 / height])
+        found += 1
+    targets = torch.tensor(rows, dtype=torch.float32).reshape(-1, 5)
+    targets[:, 1:].clamp_(0.0, 1.0)  # a box drawn past the image's edge ends at it
+    return targets, found
+
+
+@dataclass
+class LocalizeRun:
+    """A finished localisation run: its folder and the validation scores."""
+
+    path: Path
+    classes: list[str]
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+
+
+def _model(config: LocalizeConfig, num_classes: int) -> tuple[ClassifierModel, Preprocessing]:
+    backbone = build(config.arch, weights=config.weights, include_top=False)
+    pre = Preprocessing.from_spec(getattr(backbone, "pretrained_cfg", None), config.size, crop_pct=1.0)
+    with torch.no_grad():
+        fmap = backbone.eval().forward_features(torch.zeros(1, 3, *pre.size))  # (1, C, h, w)
+    head = BoxClassHead(tuple(fmap.shape[1:]), num_classes, config.dropout)
+    return ClassifierModel(backbone, head, pre.mean, pre.std, feature_kind="map"), pre
+
+
+def _features(config, model, pre, split_paths: dict[str, list[Path]], device, engine, precision):
+    """Cache rows `(N, 1)` of every split's images (the trunk runs once per image), errors."""
+    from heron.models._weights import cache_dir
+
+    key = {"arch": config.arch, "weights": weights_fingerprint(model.backbone), "preprocessing": pre.to_dict(),
+           "kind": "map", "view": "squash", "precision": precision, "engine": engine}
+    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else cache_dir() / "features", key)
+    rows, errors = {}, []
+    for split, paths in split_paths.items():
+        ext = extract_features(model, paths, cache, {"squash": squash_transform(pre)}, batch_size=64,
+                               workers=config.workers, device=device, progress=not config.quiet,
+                               desc=f"{split} features", precision=precision, engine=engine,
+                               engine_dir=cache.dir / "engines")
+        rows[split] = ext.rows
+        errors += ext.errors
+    return cache.array(), rows, errors
+
+
+def localize(config: LocalizeConfig) -> LocalizeRun:
+    """Train the class + box model of `config` on cached features; returns the run (its folder holds it all)."""
+    from heron.transfer.engine import resolve_engine
+
+    started = time.time()
+    torch.manual_seed(config.seed)
+    data = discover(config.data, valid_pct=config.valid_pct, seed=config.seed)
+    if data.multilabel:
+        raise DataError(f"{config.data}: localisation takes one class per image, not multi-label data")
+    boxes = largest_boxes(read_boxes(config.boxes, config.image_root))
+    run = RunFolder.create(config.out, f"localize-{Path(config.data).resolve().name}", overwrite=config.overwrite)
+    run.write_json("config.json", config.to_dict())
+    device = resolve_device("auto")
+    engine, precision = resolve_engine(config.engine, config.precision, device)
+    model, pre = _model(config, len(data.classes))
+    split_items = {"train": data.train, "valid": data.valid}
+    features, rows, errors = _features(config, model, pre, {s: [p for p, _ in it] for s, it in split_items.items()},
+                                       device, engine, precision)
+    loaders, kept, counts = {}, {}, {}
+    for split, items in split_items.items():
+        ok = (rows[split] >= 0).all(axis=1)
+        kept[split] = [item for item, good in zip(items, ok) if good]
+        targets, counts[split] = _targets(kept[split], boxes)
+        loaders[split] = FeatureBatches(features, rows[split][ok], targets, config.batch_size if split == "train"
+                                        else 256, shuffle=split == "train")
+    if counts["train"] == 0:
+        raise DataError(f"{config.boxes}: no box matches a training image; the names are relative to "
+                        f"{config.image_root or Path(config.boxes).parent} (set --image-root)")
+    head = model.head
+    learner = Learner(head, loaders["train"], loaders["valid"], loss_fn=BoxClassLoss(head, config.box_weight),
+                      lr=config.lr, weight_decay=config.weight_decay, metrics=(), device=device, quiet=config.quiet,
+                      callbacks=[MetricsLogger(run / "metrics.jsonl"), Checkpoint(run / "checkpoints" / "head")])
+    torch.manual_seed(config.seed)
+    history = learner.fit(config.epochs, lr=config.lr, phase="head")
+    probs, pred_boxes, targets = _predict(head, loaders["valid"], device)
+    metrics = _scores(probs, pred_boxes, targets)
+    metrics.update(images_with_boxes=counts, seconds=round(time.time() - started, 2))
+    _write(run, config, data.classes, pre, model, metrics, errors, kept["valid"], probs, pred_boxes, targets)
+    if not config.quiet:
+        print(f"valid accuracy {metrics['accuracy']:.4f}  mean box IoU {metrics['mean_iou']:.4f}  "
+              f"({metrics['seconds']:.1f}s)")
+    return LocalizeRun(run.path, data.classes, metrics, history)
+
+
+def _predict(head: BoxClassHead, loader, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class probabilities (N, C), boxes (N, 4) as fractions, and the targets (N, 5) of `loader`."""
+    head.eval().to(device)
+    probs, boxes, targets = [], [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            logits, box = head.split(head(x.to(device)).float())
+            probs.append(torch.softmax(logits, 1).cpu())
+            boxes.append(box.cpu())
+            targets.append(y)
+    return torch.cat(probs), torch.cat(boxes), torch.cat(targets)
+
+
+def _scores(probs: torch.Tensor, boxes: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Accuracy of the class and mean IoU of the box (over the images that have a box)."""
+    has_box = targets[:, 3:].sum(1) > 0
+    iou = paired_iou(boxes[has_box], targets[has_box, 1:])
+    return {"accuracy": float((probs.argmax(1) == targets[:, 0].long()).float().mean()),
+            "mean_iou": float(iou.mean()) if len(iou) else float("nan"),
+            "iou_at_0.5": float((iou >= 0.5).float().mean()) if len(iou) else float("nan")}
+
+
+def _write(run: RunFolder, config, classes, pre, model, metrics, errors, items, probs, boxes, targets) -> None:
+    from heron.interpret.boxes_figure import draw_box_predictions
+
+    result = {"classes": classes, "preprocessing": pre.to_dict(), "metrics": metrics, "skipped_files": len(errors)}
+    run.write_json("config.json", {**config.to_dict(), "result": result})
+    run.write_text("errors.txt", "".join(f"{e}\n" for e in errors))
+    save_weights(model, run / "model.safetensors", metadata={"format": "heron.LocalizeModel"})
+    labels = [classes[i] for i in probs.argmax(1).tolist()]
+    truth = [classes[int(i)] for i in targets[:, 0].tolist()]
+    confidence = probs.max(1).values.tolist()
+    iou = paired_iou(boxes, targets[:, 1:]).tolist()
+    draw_box_predictions([p for p, _ in items], boxes.numpy(), targets[:, 1:].numpy(), labels, truth, confidence,
+                         iou, run / "boxes.png")
+
