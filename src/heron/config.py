@@ -26,7 +26,7 @@ class TrainConfig:
     size: list[int] | None = None  # [224] or [360, 640]; None: the weights' own size
     crop_pct: float | None = None  # None: the weights' own (0.875); 1.0 keeps the whole image
     head: str = "gap"  # gap | linear | dense
-    hidden: list[int] = field(default_factory=lambda: [512])
+    hidden: list[int] | None = None  # dense head widths (None: [512]) or fcn conv widths (None: [128])
     dropout: float | list[float] | None = None  # one value, or one per head dropout layer; None: the head's default
     head_bn: bool | None = None  # batch norm in the head; None: in the dense head only
     label_smoothing: float = 0.0

@@ -16,7 +16,7 @@ import sys
 from heron.errors import HeronError
 
 # Modules under heron.cli that each add one or more sub-commands.
-COMMAND_MODULES = ("predict", "train", "demo", "summary", "scratch", "ensemble", "localize", "leakage", "units", "augment")
+COMMAND_MODULES = ("predict", "train", "demo", "summary", "scratch", "ensemble", "localize", "leakage", "heatmap", "units", "augment")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,9 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=_DEFAULTS.weights, help="'imagenet', a weights file, or 'none'")
     p.add_argument("--size", type=int, nargs="+", metavar="PX", help="input size: 224, or H W such as 360 640")
     p.add_argument("--crop-pct", type=float, help="fraction of the resized image kept by the center crop (1.0: all)")
-    p.add_argument("--head", choices=("gap", "linear", "dense"), default=_DEFAULTS.head,
-                   help="gap: pool+linear (default); linear: on the whole map; dense: BN/dropout/dense layers")
-    p.add_argument("--hidden", type=int, nargs="+", default=_DEFAULTS.hidden, help="dense head widths")
+    p.add_argument("--head", choices=("gap", "linear", "dense", "fcn"), default=_DEFAULTS.head,
+                   help="gap: pool+linear (default); linear: on the whole map; dense: BN/dropout/dense layers; "
+                   "fcn: conv layers (--hidden widths) ending in a conv per class, any input size")
+    p.add_argument("--hidden", type=int, nargs="+", help="dense head widths (default 512), or fcn conv widths (128)")
     p.add_argument("--dropout", type=float, nargs="+", metavar="P",
                    help="head dropout: one value, or one per dropout layer (dense: one per hidden layer, then the last)")
     p.add_argument("--head-bn", action=argparse.BooleanOptionalAction, default=None,

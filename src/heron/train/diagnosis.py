@@ -307,7 +307,7 @@ def _overfit_remedies(config: Any, per_class: float | None, best_epoch: int | No
         arch = ("a backbone pretrained on more images (--arch; heron summary --list shows them), "
                 "with the pooling head (--head gap)")
     less = []  # (short, long)
-    hidden = _setting(config, "hidden")
+    hidden = _setting(config, "hidden") or [512]  # None: the dense head's own width
     if head == "dense" and hidden:
         width = f"--hidden {max(32, int(hidden[0]) // 2)}"
         less.append((width, width))

@@ -5,6 +5,11 @@
 - `linear`: one linear layer on the whole flattened feature map (every position).
 - `dense`: BN -> dropout -> dense -> ReLU blocks, then a linear layer: the
   classic fully connected top, on the pooled vector or the flattened map.
+- `fcn`: fully convolutional: 3x3 conv -> BN -> ReLU blocks (optionally
+  max-pooled), a 1x1 conv with one channel per class, global average pooling.
+  The seeds' fisheries head: no dense layer, so it runs at any input size
+  (`--size 360 640`), and its last conv is a map of each class over the image
+  (`FCNHead.class_map`, what `heron heatmap` draws).
 
 Regularisation is per layer: `dropout` is one probability for the head (the
 dense head then uses half of it before its hidden layers) or one per dropout
@@ -24,11 +29,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["HEADS", "GapHead", "LinearHead", "TransferDenseHead", "make_head", "feature_kind", "head_dropouts", "reset_head"]
+__all__ = ["HEADS", "GapHead", "LinearHead", "TransferDenseHead", "FCNHead", "make_head", "feature_kind", "head_dropouts", "reset_head"]
 
 Dropout = float | Sequence[float] | None
 
-HEADS = ("gap", "linear", "dense")
+HEADS = ("gap", "linear", "dense", "fcn")
 
 
 def feature_kind(head: str, pool: bool = True) -> str:
@@ -97,6 +102,69 @@ class LinearHead(nn.Module):
         return self.fc(self.drop(x))
 
 
+class FCNHead(nn.Module):
+    """([conv3x3 -> BN -> ReLU] [-> 2x2 max pool]) x len(hidden) -> dropout -> conv1x1 to classes -> GAP.
+
+    The seeds' fully convolutional head. `pools`: how many hidden blocks,
+    from the first, end in a 2x2 max pool (ceil mode, so odd and 1-pixel
+    sides work at rectangular sizes); the default 0 keeps the trunk's
+    resolution, the seeds' high-resolution heatmap variant. `map_size`
+    (h, w) is the trunk's map at the training size: it unflattens cached
+    features `(N, C*h*w)`; at other sizes pass the map `(N, C, h, w)` itself.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        map_size: tuple[int, int] = (1, 1),
+        hidden: Sequence[int] = (128,),
+        dropout: float = 0.2,
+        pools: int = 0,
+        bn: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0 <= pools <= len(hidden):
+            raise ValueError(f"an FCN head with {len(hidden)} hidden conv layers takes 0 to {len(hidden)} pools, "
+                             f"got {pools}")
+        self.in_channels, self.map_size = in_channels, tuple(map_size)
+        layers: list[nn.Module] = []
+        width = in_channels
+        for i, size in enumerate(hidden):
+            layers += [nn.Conv2d(width, size, 3, padding=1, bias=not bn)]
+            layers += ([nn.BatchNorm2d(size)] if bn else []) + [nn.ReLU(inplace=True)]
+            layers += [nn.MaxPool2d(2, ceil_mode=True)] if i < pools else []
+            width = size
+        self.body = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.classify = nn.Conv2d(width, num_classes, 1)
+
+    def as_map(self, x: torch.Tensor) -> torch.Tensor:
+        """`(N, C, h, w)` as it is, or the cached `(N, C*h*w)` unflattened to the training map size."""
+        if x.ndim == 4:
+            return x
+        h, w = self.map_size
+        if x.ndim != 2 or x.shape[1] != self.in_channels * h * w:
+            raise ValueError(f"FCN head: features {tuple(x.shape)} are not a flattened {self.in_channels}x{h}x{w} "
+                             "map; pass the trunk's map (N, C, h, w) at other input sizes")
+        return x.view(x.shape[0], self.in_channels, h, w)
+
+    def class_map(self, x: torch.Tensor, pool: bool = True) -> torch.Tensor:
+        """`(N, classes, h', w')`: each class's score at each position; its spatial mean is the logit.
+
+        `pool=False` skips the max pools (same weights, a map at the trunk's
+        resolution; the seeds' trick for a sharper heatmap, less accurate).
+        """
+        x = self.as_map(x)  # (N, C, h, w)
+        for layer in self.body:
+            if pool or not isinstance(layer, nn.MaxPool2d):
+                x = layer(x)
+        return self.classify(self.drop(x))  # (N, classes, h', w')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.class_map(x).mean(dim=(2, 3))  # (N, classes)
+
+
 class TransferDenseHead(nn.Module):
     """[pool] -> ([BN] -> dropout -> linear -> ReLU) x len(hidden) -> [BN] -> dropout -> linear.
 
@@ -138,12 +206,15 @@ def make_head(
     num_classes: int,
     map_size: tuple[int, int] = (1, 1),
     dropout: Dropout = None,
-    hidden: Sequence[int] = (512,),
+    hidden: Sequence[int] | None = None,
     bn: bool | None = None,
 ) -> nn.Module:
     """Build head `kind` for a trunk with `num_features` channels and an `map_size` feature map.
 
-    `bn` None: batch norm in the dense head only.
+    `bn` None: batch norm in the dense and FCN heads only. `hidden`: the dense
+    head's widths (None: 512), and the FCN head's conv widths (None: 128,
+    a 3x3 conv on a 1280-channel map costs 4x more per width; pools: none,
+    its high-resolution form; build `FCNHead` directly for pooled variants).
     """
     flat = num_features * map_size[0] * map_size[1]
     if kind == "gap":
@@ -151,7 +222,10 @@ def make_head(
     if kind == "linear":
         return LinearHead(flat, num_classes, head_dropouts(dropout, 1, 0.0)[0], bn=bool(bn))
     if kind == "dense":
-        return TransferDenseHead(num_features, num_classes, hidden, dropout, pool=True, bn=bn is not False)
+        return TransferDenseHead(num_features, num_classes, hidden or (512,), dropout, pool=True, bn=bn is not False)
+    if kind == "fcn":
+        return FCNHead(num_features, num_classes, map_size, hidden or (128,), head_dropouts(dropout, 1, 0.2)[0],
+                       bn=bn is not False)
     feature_kind(kind)  # raises with the list of heads
     raise AssertionError
 
