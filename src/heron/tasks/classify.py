@@ -39,7 +39,7 @@ from heron.transfer.extract import FeatureBatches, extract_features
 from heron.transfer.freeze import discriminative_param_groups, freeze, unfreeze
 from heron.transfer.ensemble import EnsembleHead
 from heron.transfer.heads import feature_kind, make_head, reset_head
-from heron.transfer.pseudo import MixedBatches, pseudo_batch_split, select_confident
+from heron.transfer.pseudo import MixedBatches, check_ratio, check_threshold, pseudo_batch_split, select_confident
 from heron.transfer.model import ClassifierModel
 
 from heron.interpret.figures_job import wait_for_figures
@@ -249,8 +249,8 @@ def _check_options(config: TrainConfig) -> None:
         raise TrainingError(f"{needs_cache[0]} trains heads on cached features; drop --no-precompute")
     if config.pseudo_label:
         try:
-            select_confident(torch.ones(1, 1), config.pseudo_threshold)  # a threshold outside (0, 1]
-            pseudo_batch_split(config.batch_size, config.pseudo_ratio)  # a ratio outside [0, 1)
+            check_threshold(config.pseudo_threshold)
+            check_ratio(config.pseudo_ratio)
         except ValueError as err:
             raise TrainingError(f"{err}; see heron train --help") from None
     if not 0.0 <= config.label_smoothing < 1.0:

@@ -17,7 +17,7 @@ import torch
 
 from heron import _distributed as distributed
 
-__all__ = ["PseudoLabels", "select_confident", "MixedBatches", "pseudo_batch_split"]
+__all__ = ["PseudoLabels", "check_ratio", "check_threshold", "select_confident", "MixedBatches", "pseudo_batch_split"]
 
 
 @dataclass
@@ -39,10 +39,21 @@ class PseudoLabels:
                 + (f" ({counts})" if len(self.index) else ""))
 
 
-def select_confident(probs: torch.Tensor, threshold: float) -> PseudoLabels:
-    """Images of `probs (N, C)` whose top probability is at least `threshold`, with that class."""
+def check_threshold(threshold: float) -> None:
+    """ValueError for a pseudo-label threshold outside (0, 1]."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"pseudo-label threshold must be in (0, 1], got {threshold}")
+
+
+def check_ratio(ratio: float) -> None:
+    """ValueError for a pseudo-label share of the batch outside [0, 1)."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"pseudo-label ratio must be in [0, 1), got {ratio}")
+
+
+def select_confident(probs: torch.Tensor, threshold: float) -> PseudoLabels:
+    """Images of `probs (N, C)` whose top probability is at least `threshold`, with that class."""
+    check_threshold(threshold)
     confidence, labels = probs.float().max(dim=1)
     keep = torch.nonzero(confidence >= threshold).flatten()
     return PseudoLabels(keep, labels[keep], confidence[keep], len(probs))
@@ -50,8 +61,7 @@ def select_confident(probs: torch.Tensor, threshold: float) -> PseudoLabels:
 
 def pseudo_batch_split(batch_size: int, ratio: float) -> tuple[int, int]:
     """(labelled, pseudo) images per batch of `batch_size` for a pseudo share `ratio` in [0, 1)."""
-    if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"pseudo-label ratio must be in [0, 1), got {ratio}")
+    check_ratio(ratio)
     pseudo = min(batch_size - 1, round(batch_size * ratio))
     return batch_size - pseudo, pseudo
 
