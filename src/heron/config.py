@@ -52,6 +52,7 @@ class TrainConfig:
     pseudo_label: str | None = None  # a folder of unlabelled images to pseudo-label with the first model
     pseudo_threshold: float = 0.9  # the top probability an unlabelled image needs to be used
     pseudo_ratio: float = 0.25  # the share of each training batch that is pseudo-labelled
+    metadata: list[str] | None = None  # header fields given to the head beside the image (size, aspect, ...)
     ensemble: int = 1  # heads trained with different seeds on the cached features, saved as one model
     sync_bn: bool = False  # batch-norm statistics over the global batch under torchrun (several processes)
     clip: float | None = None  # clip probabilities to [clip, 1 - clip] for log loss

@@ -86,6 +86,9 @@ def _load(args: argparse.Namespace) -> tuple[Source, list[str]]:
         if len(args.paths) < 2:
             raise ImageError(f"{args.paths[0]}: give one or more images after the run folder")
         loaded = load_run(args.paths[0])
+        if loaded.metadata is not None:
+            raise ModelError(f"{args.paths[0]}: this run's head also takes the files' metadata (--metadata); "
+                             "heatmaps need a run trained on the image alone")
         return Source(loaded.model, loaded.pre, loaded.classes, loaded.multilabel), args.paths[1:]
     return _imagenet_source(args.arch or DEFAULT_ARCH, args.weights), args.paths
 

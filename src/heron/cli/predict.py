@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                                  topk=args.topk, batch_size=args.batch_size, progress=len(files) > 64,
                                  precision=precision, engine=engine):
         if not (result.error or announced):
-            print(f"heron: engine {engine}, precision {precision}", file=sys.stderr, flush=True)
+            print(f"heron: engine {result.engine or engine + ', precision ' + precision}", file=sys.stderr, flush=True)
             announced = True
         if result.error:
             print(f"heron: error: {result.error}", file=sys.stderr)

@@ -17,6 +17,13 @@ def _unfreeze(value: str) -> str:
     return value
 
 
+def _field_list(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give comma-separated metadata fields, such as size,aspect")
+    return names
+
+
 def tta_mode(value: str) -> str:
     """`--tta flip | multicrop | random:N`."""
     if value in ("flip", "multicrop"):
@@ -82,6 +89,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="top probability an unlabelled image needs (default %(default)s)")
     p.add_argument("--pseudo-ratio", type=float, default=_DEFAULTS.pseudo_ratio, metavar="R",
                    help="share of each batch that is pseudo-labelled (default %(default)s)")
+    p.add_argument("--metadata", type=_field_list, metavar="FIELDS",
+                   help="give the head the files' metadata beside the image, e.g. size,aspect (fields: width, "
+                   "height, size, aspect, file_size, bytes_per_pixel, jpeg_quality, timestamp, format, mode, "
+                   "camera, dpi, header_blocks); the report compares it with the image alone")
     p.add_argument("--ensemble", type=int, default=_DEFAULTS.ensemble, metavar="K",
                    help="train K heads with different seeds on the cached features; the model averages them")
     p.add_argument("--sync-bn", action="store_true",

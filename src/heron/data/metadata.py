@@ -21,12 +21,13 @@ cannot open carry `error`, files whose pixels cannot be decoded carry
 from __future__ import annotations
 
 import calendar
+import math
 import hashlib
 import os
 import struct
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from heron.data.images import try_load_image
 from heron.data.loader import default_workers
 
-__all__ = ["FileMeta", "HASH_BITS", "hamming", "phash", "image_phash", "read_header", "scan_headers",
+__all__ = ["FileMeta", "NUMERIC_FIELDS", "CATEGORICAL_FIELDS", "HASH_BITS", "hamming", "phash", "image_phash", "read_header", "scan_headers",
            "pixel_stats", "scan_metadata"]
 
 HASH_BITS = 64
@@ -104,6 +105,26 @@ class FileMeta:
             make = ""
         text = f"{make} {model}".strip()
         return text or None
+
+
+# What a file's metadata says, as named columns: numbers, and values to count.
+NUMERIC_FIELDS: dict[str, Callable[[FileMeta], float]] = {
+    "width": lambda m: m.width,
+    "height": lambda m: m.height,
+    "aspect_ratio": lambda m: m.width / m.height if m.height else math.nan,
+    "file_size": lambda m: m.file_size,
+    "bytes_per_pixel": lambda m: m.file_size / (m.width * m.height) if m.width * m.height else math.nan,
+    "timestamp": lambda m: math.nan if m.taken_at is None else m.taken_at,
+    "jpeg_quality": lambda m: math.nan if m.jpeg_quality is None else m.jpeg_quality,
+}
+CATEGORICAL_FIELDS: dict[str, Callable[[FileMeta], str]] = {
+    "size": lambda m: f"{m.width}x{m.height}",
+    "format": lambda m: m.format or "unknown",
+    "mode": lambda m: m.mode or "unknown",
+    "camera": lambda m: m.camera or "(no EXIF camera)",
+    "dpi": lambda m: m.dpi or "(none)",
+    "header_blocks": lambda m: m.blocks,
+}
 
 
 # ------------------------------------------------------------------ headers

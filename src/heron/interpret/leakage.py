@@ -55,7 +55,7 @@ import numpy as np
 
 from heron._atomic import atomic_write_json, atomic_write_text
 from heron.data.folders import DataSplits
-from heron.data.metadata import FileMeta, scan_metadata
+from heron.data.metadata import CATEGORICAL_FIELDS as _CATEGORICAL, NUMERIC_FIELDS as _NUMERIC, FileMeta, scan_metadata
 from heron.errors import DataError
 from heron.interpret.report import _CSS, _errors_html, _esc, _summary_html, _table_html
 
@@ -74,23 +74,6 @@ _TOP_VALUES = 8  # rows per feature in the per-class tables
 _THUMBNAILS = 12  # duplicate pairs shown as pictures in the HTML
 GRADES = ("none", "weak", "strong")
 
-_NUMERIC: dict[str, Callable[[FileMeta], float]] = {
-    "width": lambda m: m.width,
-    "height": lambda m: m.height,
-    "aspect_ratio": lambda m: m.width / m.height if m.height else math.nan,
-    "file_size": lambda m: m.file_size,
-    "bytes_per_pixel": lambda m: m.file_size / (m.width * m.height) if m.width * m.height else math.nan,
-    "timestamp": lambda m: math.nan if m.taken_at is None else m.taken_at,
-    "jpeg_quality": lambda m: math.nan if m.jpeg_quality is None else m.jpeg_quality,
-}
-_CATEGORICAL: dict[str, Callable[[FileMeta], str]] = {
-    "size": lambda m: f"{m.width}x{m.height}",
-    "format": lambda m: m.format or "unknown",
-    "mode": lambda m: m.mode or "unknown",
-    "camera": lambda m: m.camera or "(no EXIF camera)",
-    "dpi": lambda m: m.dpi or "(none)",
-    "header_blocks": lambda m: m.blocks,
-}
 _ORDER = ("width", "height", "size", "aspect_ratio", "file_size", "bytes_per_pixel", "format", "mode",
           "jpeg_quality", "dpi", "header_blocks", "camera", "timestamp", "mean_colour", "all_metadata")
 

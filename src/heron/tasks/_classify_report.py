@@ -129,6 +129,14 @@ def _toolkit_notes(config, choices: dict | None) -> dict:
         notes["ensemble"] = f"{config.ensemble} heads, seeded apart; the model averages their probabilities"
     if config.tta:
         notes["test-time augmentation"] = config.tta
+    meta = choices.get("metadata")
+    if meta:
+        notes["metadata input"] = f"{meta['described']} ({meta['columns']} columns, beside the image features)"
+        alone, both = meta.get("image_only"), meta.get("with_metadata")
+        if alone and both:
+            notes["with vs without metadata"] = (
+                f"with: accuracy {both['accuracy']:.4f}, log loss {both['log_loss']:.4f}; blanked: accuracy "
+                f"{alone['accuracy']:.4f}, log loss {alone['log_loss']:.4f} (same head, same start)")
     return notes
 
 

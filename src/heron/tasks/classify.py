@@ -14,6 +14,7 @@ The seeds' recipe as one function, `train(config)`:
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from heron.transfer.cache import FeatureCache, weights_fingerprint
 from heron.transfer.extract import FeatureBatches, extract_features
 from heron.transfer.freeze import discriminative_param_groups, freeze, unfreeze
 from heron.transfer.ensemble import EnsembleHead
-from heron.transfer.heads import feature_kind, make_head, reset_head
+from heron.transfer.heads import MetadataHead, feature_kind, make_head, reset_head
 from heron.transfer.pseudo import MixedBatches, check_ratio, check_threshold, pseudo_batch_split, select_confident
 from heron.transfer.model import ClassifierModel
 
@@ -60,8 +61,11 @@ class Run:
 
 
 def build_classifier(config: TrainConfig, num_classes: int, weights: str | None = None,
-                     multilabel: bool = False) -> tuple[ClassifierModel, Preprocessing]:
-    """Pretrained trunk without its top + a new head (`config.ensemble` of them), and its preprocessing."""
+                     multilabel: bool = False, metadata_width: int = 0) -> tuple[ClassifierModel, Preprocessing]:
+    """Pretrained trunk without its top + a new head (`config.ensemble` of them), and its preprocessing.
+
+    `metadata_width` > 0: the head's last layer also takes that many metadata columns (`--metadata`).
+    """
     backbone = build(config.arch, weights=weights, include_top=False)
     pre = Preprocessing.from_spec(getattr(backbone, "pretrained_cfg", None), config.size, config.crop_pct)
     with torch.no_grad():
@@ -75,6 +79,11 @@ def build_classifier(config: TrainConfig, num_classes: int, weights: str | None 
     except ValueError as err:
         raise TrainingError(str(err)) from None
     head = heads[0] if len(heads) == 1 else EnsembleHead(heads, multilabel=multilabel)
+    if metadata_width:
+        try:
+            head = MetadataHead(head, metadata_width)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
     return ClassifierModel(backbone, head, pre.mean, pre.std, kind), pre
 
 
@@ -120,6 +129,8 @@ class Job:
     choices: dict = field(default_factory=dict)  # what "auto" settings resolved to, and why
     cache: FeatureCache | None = None  # the feature cache, once opened
     pseudo_items: list = field(default_factory=list)  # (path, class) of the pseudo-labelled images used
+    metadata: object | None = None  # the MetadataEncoder of --metadata (heron.data.metadata_columns)
+    metadata_rows: dict = field(default_factory=dict)  # split -> float32 (N, M): each item's metadata columns
 
     def say(self, text: str) -> None:
         if not self.config.quiet and distributed.is_main():
@@ -143,7 +154,10 @@ def train(config: TrainConfig, resume: bool = False) -> Run:
         train_dl = _feature_batches(cached, "train", config.batch_size)
         first = _head_learner(job, _members(job.model.head)[0], train_dl, cached, _member_phase(job, "head", 0))
         epochs, lr, lr_result = _head_schedule(job, first)
+        start = _head_start(job)
         _fit_heads(job, first, train_dl, cached, epochs, lr, "head", resume)
+        if start is not None:
+            _image_only_baseline(job, cached, epochs, lr, start)
         if config.pseudo_label:
             _pseudo_round(job, cached, epochs, lr, resume)
         valid_feats = cached.valid_inputs()
@@ -165,6 +179,8 @@ def _finish(job: Job, valid_feats, lr_result, started: float) -> dict:
     probs, targets, scored = _valid_predictions(job, valid_feats)
     elapsed = time.time() - started
     metrics = score_run(probs, targets, job.data, config.clip)
+    if job.metadata is not None:
+        job.choices["metadata"]["with_metadata"] = {k: float(metrics[k]) for k in ("accuracy", "log_loss")}
     diagnosis = _diagnose(job, metrics, len(targets))
     write_outputs(job.run, config, job.data, job.model, job.pre, probs, targets, scored, job.history, job.errors,
                   lr_result, elapsed, metrics=metrics, choices=job.choices, diagnosis=diagnosis)
@@ -225,13 +241,21 @@ def _start(config: TrainConfig, resume: bool, device: torch.device | None = None
     run = _open_run(config, resume)
     device = device or resolve_device(config.device)
     engine, precision = _inference_choice(config, device)
-    model, pre = build_classifier(config, len(data.classes), config.weights, data.multilabel)
-    job = Job(config, data, run, model, pre, device, precision=precision, engine=engine)
+    encoder, metadata_rows = _fit_metadata(config, data) if config.metadata else (None, {})
+    model, pre = build_classifier(config, len(data.classes), config.weights, data.multilabel,
+                                  metadata_width=encoder.width if encoder else 0)
+    job = Job(config, data, run, model, pre, device, precision=precision, engine=engine,
+              metadata=encoder, metadata_rows=metadata_rows)
     job.say(data.balance_table())
     for warning in data.warnings:
         job.say(f"warning: {warning}")
     job.note_errors(data.skipped)
     stages, reason = choose_unfreeze(config.unfreeze, len(data.train))
+    if encoder is not None:
+        job.choices["metadata"] = {"fields": encoder.fields, "columns": encoder.width, "described": encoder.describe(),
+                                   "encoder": encoder.to_dict()}
+        if stages:
+            stages, reason = None, "unfreeze auto: the head alone (--metadata trains the head on cached features)"
     job.choices.update(unfreeze=stages, precision=precision, engine=engine)
     if reason:
         job.say(reason)
@@ -253,8 +277,70 @@ def _check_options(config: TrainConfig) -> None:
             check_ratio(config.pseudo_ratio)
         except ValueError as err:
             raise TrainingError(f"{err}; see heron train --help") from None
+    if config.metadata:
+        _check_metadata_options(config)
     if not 0.0 <= config.label_smoothing < 1.0:
         raise TrainingError(f"--label-smoothing {config.label_smoothing}: give a value in [0, 1), such as 0.1")
+
+
+def _check_metadata_options(config: TrainConfig) -> None:
+    """`--metadata` trains one head on cached features: what it cannot be combined with, and a bad field name."""
+    from heron.data.metadata_columns import parse_fields
+
+    try:
+        config.metadata = parse_fields(config.metadata)
+    except ValueError as err:
+        raise TrainingError(f"--metadata: {err}") from None
+    clashes = [("--head fcn", config.head == "fcn"), ("--no-precompute", not config.precompute),
+               ("--ensemble", config.ensemble > 1), ("--pseudo-label", bool(config.pseudo_label)),
+               (f"--unfreeze {config.unfreeze}", config.unfreeze not in (None, "auto", "0"))]
+    for flag, used in clashes:
+        if used:
+            raise TrainingError(f"--metadata with {flag} is not supported: the metadata joins a head with a last "
+                                f"linear layer, trained on cached features; drop {flag.split()[0]}")
+
+
+def _fit_metadata(config: TrainConfig, data: DataSplits):
+    """The metadata encoder fitted on the training files' headers, and every train/valid item's columns."""
+    from heron.data.metadata import scan_headers
+    from heron.data.metadata_columns import MetadataEncoder
+
+    metas = {split: list(scan_headers([p for p, _ in getattr(data, split)], progress=not config.quiet))
+             for split in ("train", "valid")}
+    encoder = MetadataEncoder.fit(config.metadata, [m for m in metas["train"] if m.error is None])
+    return encoder, {split: encoder.transform(m) for split, m in metas.items()}
+
+
+def _head_start(job: Job):
+    """With --metadata: the head's weights and the random state it starts training from, for the baseline."""
+    if job.metadata is None:
+        return None
+    return copy.deepcopy(job.model.head.state_dict()), torch.get_rng_state()
+
+
+def _image_only_baseline(job: Job, cached: "CachedSplits", epochs: int, lr: float, start) -> None:
+    """The same head trained the same way with its metadata columns blanked: what the report compares with.
+
+    Same starting weights, same random draws (batch order, dropout masks):
+    zero columns are constant, so the batch norm passes no information and
+    the difference in the scores is what the metadata adds.
+    """
+    from heron.train.metrics import accuracy, log_loss
+
+    weights, rng = start
+    head = copy.deepcopy(job.model.head)
+    head.load_state_dict(weights)
+    torch.set_rng_state(rng)
+    learner = Learner(head, _feature_batches(cached, "train", job.config.batch_size, blank_metadata=True),
+                      _feature_batches(cached, "valid", 256, blank_metadata=True), loss_fn=_loss(job),
+                      optimizer=job.config.optimizer, lr=lr, weight_decay=job.config.weight_decay, device=job.device,
+                      multilabel=job.data.multilabel, quiet=True)
+    learner.fit(epochs, lr=lr, phase="image-only")
+    features, rows, targets, _, metadata = cached.valid_inputs()
+    probs = _head_probs(job, features, rows, torch.zeros_like(metadata), head=head)
+    alone = {"accuracy": float(accuracy(probs, targets)), "log_loss": float(log_loss(probs, targets))}
+    job.choices["metadata"]["image_only"] = alone
+    job.say(f"image alone (metadata blanked): valid accuracy {alone['accuracy']:.4f}  log loss {alone['log_loss']:.4f}")
 
 
 def _inference_choice(config: TrainConfig, device: torch.device) -> tuple[str, str]:
@@ -428,10 +514,12 @@ class CachedSplits:
 
     features: np.ndarray  # the cache's memory map (rows, D)
     splits: dict  # split -> (rows (N, V) int64, targets, paths)
+    metadata: dict = field(default_factory=dict)  # split -> float32 (N, M) metadata columns (--metadata)
 
     def valid_inputs(self):
+        """(features, rows, targets, paths, metadata columns or None) of the valid split."""
         rows, targets, paths = self.splits["valid"]
-        return self.features, rows, targets, paths
+        return self.features, rows, targets, paths, self.metadata.get("valid")
 
 
 def _extract(job: Job, paths: list[Path], cache: FeatureCache, views: dict, desc: str):
@@ -465,7 +553,7 @@ def _cached_features(job: Job) -> CachedSplits:
     if cache.rebuilt:
         job.say(f"feature cache in {cache.dir} was damaged; rebuilding it")
     job.say(f"trunk: engine {job.engine}, precision {job.precision}")
-    splits = {}
+    splits, metadata = {}, {}
     for split in ("train", "valid"):
         items = _items(job.data, split)
         paths = [p for p, _ in items]
@@ -473,18 +561,24 @@ def _cached_features(job: Job) -> CachedSplits:
         ok = ext.ok()
         targets = torch.as_tensor([t for (_, t), good in zip(items, ok) if good])
         splits[split] = (ext.rows[ok], targets, [p for p, good in zip(paths, ok) if good])
+        if split in job.metadata_rows:
+            metadata[split] = torch.from_numpy(job.metadata_rows[split][ok])
         views = f" x {len(ext.views)} views" if len(ext.views) > 1 else ""
         cached = int(ok.sum()) * len(ext.views) - ext.forwards
         job.say(f"{split}: {int(ok.sum())} images{views}, {ext.forwards} computed, {cached} from cache")
     job.cache = cache
-    return CachedSplits(cache.array(), splits)
+    return CachedSplits(cache.array(), splits, metadata)
 
 
-def _feature_batches(cached: CachedSplits, split: str, batch_size: int) -> FeatureBatches:
+def _feature_batches(cached: CachedSplits, split: str, batch_size: int, blank_metadata: bool = False) -> FeatureBatches:
+    """Batches of a split's cached features, with its metadata columns if any (zeros if `blank_metadata`)."""
     rows, targets, _ = cached.splits[split]
+    extra = cached.metadata.get(split)
+    if extra is not None and blank_metadata:
+        extra = torch.zeros_like(extra)
     if split == "valid":  # validation during the head phase uses the first (un-augmented) view
-        return FeatureBatches(cached.features, rows[:, :1], targets, 256)
-    return FeatureBatches(cached.features, rows, targets, batch_size, shuffle=True)
+        return FeatureBatches(cached.features, rows[:, :1], targets, 256, extra=extra)
+    return FeatureBatches(cached.features, rows, targets, batch_size, shuffle=True, extra=extra)
 
 
 def _head_learner(job: Job, head: nn.Module, train_dl, cached: CachedSplits, phase: str) -> Learner:
@@ -574,18 +668,24 @@ def _pseudo_round(job: Job, cached: CachedSplits, epochs: int, lr: float, resume
     _fit_heads(job, first, train_dl, cached, epochs, lr, "pseudo", resume)
 
 
-def _head_probs(job: Job, features: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    """Probabilities `(N, C)` of the current head on cached feature rows `(N, V)` (views averaged)."""
-    head = job.model.head.eval().to(job.device)
+def _head_probs(job: Job, features: np.ndarray, rows: np.ndarray, metadata: torch.Tensor | None = None,
+                head: nn.Module | None = None) -> torch.Tensor:
+    """Probabilities `(N, C)` of the head (the model's by default) on cached feature rows `(N, V)`, views averaged.
+
+    `metadata` `(N, M)`: the rows' metadata columns, for a `--metadata` head.
+    """
+    head = (job.model.head if head is None else head).eval().to(job.device)
     probs = []
     with torch.inference_mode():
         for start in range(0, len(rows), 1024):  # batches: RAM stays flat however many images
             chunk = rows[start : start + 1024]
-            per_view = [
-                _activate(head(torch.from_numpy(np.asarray(features[chunk[:, v]], dtype=np.float32)).to(job.device)),
-                          job.data.multilabel)
-                for v in range(chunk.shape[1])
-            ]
+            meta = None if metadata is None else metadata[start : start + 1024].to(job.device)
+
+            def inputs(v: int):
+                x = torch.from_numpy(np.asarray(features[chunk[:, v]], dtype=np.float32)).to(job.device)
+                return x if meta is None else (x, meta)
+
+            per_view = [_activate(head(inputs(v)), job.data.multilabel) for v in range(chunk.shape[1])]
             probs.append(torch.stack(per_view).mean(0).cpu())
     return torch.cat(probs) if probs else torch.empty(0, len(job.data.classes))
 
@@ -658,7 +758,7 @@ def _write_test_predictions(job: Job) -> Path:
     writer = csv.writer(buffer)
     writer.writerow(["file", "label", *classes])
     results = predict_files(job.model.eval(), list(job.data.test), job.pre, workers=config.workers,
-                            multilabel=job.data.multilabel)
+                            multilabel=job.data.multilabel, metadata=job.metadata)
     for path, probs, error in results:
         if error:
             writer.writerow([str(path), "", *[""] * len(classes)])
@@ -686,8 +786,8 @@ def _valid_predictions(job: Job, valid_feats=None):
     model, device, multilabel = job.model, job.device, job.data.multilabel
     model.eval().to(device)
     if valid_feats is not None:
-        features, rows, targets, paths = valid_feats
-        return _head_probs(job, features, rows), targets, paths
+        features, rows, targets, paths, metadata = valid_feats
+        return _head_probs(job, features, rows, metadata), targets, paths
     views = list(_views(job, "valid").values())
     items = _items(job.data, "valid")
     dataset = ImageFiles(items, views, min_size=job.pre.decode_min_size())
@@ -699,11 +799,20 @@ def _valid_predictions(job: Job, valid_feats=None):
             if x is None:
                 continue
             n, v = x.shape[:2]
-            logits = model(x.flatten(0, 1).to(device).float().div_(255.0))  # (n*V, C)
+            meta = _metadata_batch(job.metadata, [items[i][0] for i in idx.tolist()], v, device)
+            logits = model(x.flatten(0, 1).to(device).float().div_(255.0), meta)  # (n*V, C)
             probs.append(_activate(logits, multilabel).view(n, v, -1).mean(1).cpu())
             targets.append(y)
             paths.extend(items[i][0] for i in idx.tolist())
     return torch.cat(probs), torch.cat(targets), paths
+
+
+def _metadata_batch(encoder, paths: list, views: int = 1, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The metadata columns of `paths` (each repeated for its `views`), or None without `--metadata`."""
+    if encoder is None:
+        return None
+    columns = torch.from_numpy(encoder.encode_paths(paths))  # (n, M)
+    return columns.repeat_interleave(views, dim=0).to(device)
 
 
 def _activate(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -718,6 +827,7 @@ class LoadedRun:
     pre: Preprocessing
     config: TrainConfig
     multilabel: bool = False
+    metadata: object | None = None  # the MetadataEncoder of a --metadata run
 
 
 def load_run(path: str | Path) -> LoadedRun:
@@ -729,10 +839,16 @@ def load_run(path: str | Path) -> LoadedRun:
     config = TrainConfig.from_dict(saved)
     meta = saved.get("result", {})
     classes = meta.get("classes") or []
-    model, _ = build_classifier(config, len(classes), weights=None, multilabel=bool(meta.get("multilabel")))
+    encoder = None
+    if config.metadata:
+        from heron.data.metadata_columns import MetadataEncoder
+
+        encoder = MetadataEncoder.from_dict(meta["choices"]["metadata"]["encoder"])
+    model, _ = build_classifier(config, len(classes), weights=None, multilabel=bool(meta.get("multilabel")),
+                                metadata_width=encoder.width if encoder else 0)
     load_weights(model, run / "model.safetensors")
     pre = Preprocessing.from_dict(meta["preprocessing"])
-    return LoadedRun(model.eval(), classes, pre, config, bool(meta.get("multilabel")))
+    return LoadedRun(model.eval(), classes, pre, config, bool(meta.get("multilabel")), encoder)
 
 
 @dataclass
@@ -742,6 +858,7 @@ class Prediction:
     path: Path
     top: list[dict] = field(default_factory=list)  # [{"label", "index", "prob"}]
     error: str | None = None
+    engine: str = ""  # "torch, precision fp32": what computed it
 
 
 def _imagenet_classifier(arch: str, weights: str | None):
@@ -801,27 +918,35 @@ def predict_images(
 
     engine, precision = prediction_engine(len(paths), engine, precision)
     engine_dir = cache_dir() / "engines" if engine_dir is None else engine_dir
+    metadata = None
     if run is not None:
         loaded = load_run(run)
         model, pre, labels, multilabel = loaded.model, loaded.pre, loaded.classes, loaded.multilabel
+        metadata = loaded.metadata
+        if metadata is not None:  # two inputs: the model runs in torch
+            engine, precision = "torch", "fp32"
     else:
         (model, pre, labels), multilabel = _imagenet_classifier(arch, weights), False
     model = model.to(memory_format=torch.channels_last)
     results = predict_files(model, paths, pre, batch_size, workers, progress, multilabel,
-                            precision=precision, engine=engine, engine_dir=engine_dir)
+                            precision=precision, engine=engine, engine_dir=engine_dir, metadata=metadata)
     for path, probs, error in results:
         if error:
             yield Prediction(path, error=error)
             continue
         values, indices = probs.topk(min(topk, len(labels)))
         top = [{"label": labels[i], "index": int(i), "prob": round(float(v), 4)} for v, i in zip(values, indices.tolist())]
-        yield Prediction(path, top)
+        yield Prediction(path, top, engine=f"{engine}, precision {precision}")
 
 
 def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch_size: int = 32,
                   workers: int | None = None, progress: bool = False, multilabel: bool = False,
-                  precision: str = "fp32", engine: str = "torch", engine_dir: str | Path | None = None):
+                  precision: str = "fp32", engine: str = "torch", engine_dir: str | Path | None = None,
+                  metadata=None):
     """Probabilities for each file: yields `(path, probs (C,) | None, error | None)`.
+
+    `metadata`: a `--metadata` run's encoder; each file's header columns go
+    to the model beside its pixels (the torch engine runs such a model).
 
     `model` takes images as floats in [0, 1]; decoding runs in workers when
     there are more files than one batch (`plan_threads` when `workers` is
@@ -838,7 +963,7 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
     workers = plan.workers if workers is None else workers
     loader = image_loader(dataset, batch_size=batch_size, workers=workers if len(paths) > batch_size else 0)
     model.eval()
-    compiled = (engine, precision) != ("torch", "fp32")
+    compiled = (engine, precision) != ("torch", "fp32") and metadata is None
     if compiled:  # an engine takes the uint8 batch as it comes and scales it itself
         model = create_engine(model, engine, precision, "cpu", engine_dir, threads=plan.threads, method="forward")
     bar = tqdm(total=len(paths), unit="img", disable=not progress, leave=False)
@@ -849,7 +974,9 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
             if x is not None:
                 if not compiled:
                     x = x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
-                probs = _activate(model(x), multilabel)
+                batch = [paths[i] for i in idx.tolist()]
+                probs = _activate(model(x) if metadata is None else model(x, _metadata_batch(metadata, batch)),
+                                  multilabel)
                 for i, p in zip(idx.tolist(), probs):
                     yield paths[i], p, None
             bar.update(len(idx) + len(errors))
@@ -887,7 +1014,7 @@ def _run_predictions(run_path, data_path, tta: str | None, quiet: bool = True):
     loaded = load_run(run_path)
     scored = _scored_items(loaded, run_path, data_path)
     config = TrainConfig.from_dict({**loaded.config.to_dict(), "tta": tta, "quiet": quiet})
-    job = Job(config, scored, None, loaded.model, loaded.pre, torch.device("cpu"))
+    job = Job(config, scored, None, loaded.model, loaded.pre, torch.device("cpu"), metadata=loaded.metadata)
     probs, targets, paths = _valid_predictions(job)
     return probs, targets, paths, loaded.classes, job.errors
 

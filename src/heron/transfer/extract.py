@@ -188,8 +188,10 @@ class FeatureBatches:
         preload_bytes: int = 128 << 20,
         rank: int | None = None,
         world: int | None = None,
+        extra: torch.Tensor | None = None,
     ) -> None:
         self.features = features
+        self.extra = extra  # (N, M) per-item columns (the metadata of --metadata): batches are ((x, extra), y)
         self.rows = rows if rows.ndim == 2 else rows[:, None]  # (N, copies)
         self.targets = targets
         self.batch_size = batch_size
@@ -224,4 +226,5 @@ class FeatureBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, pick = self._draw()
         for idx in distributed.global_batches(order, self.batch_size, self.rank, self.world):
-            yield self._gather(idx, pick[idx]), self.targets[idx]
+            x = self._gather(idx, pick[idx])
+            yield (x if self.extra is None else (x, self.extra[idx])), self.targets[idx]

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["HEADS", "GapHead", "LinearHead", "TransferDenseHead", "FCNHead", "make_head", "feature_kind", "head_dropouts", "reset_head"]
+__all__ = ["HEADS", "GapHead", "LinearHead", "TransferDenseHead", "FCNHead", "MetadataHead", "make_head", "feature_kind", "head_dropouts", "reset_head"]
 
 Dropout = float | Sequence[float] | None
 
@@ -228,6 +228,37 @@ def make_head(
                        bn=bn is not False)
     feature_kind(kind)  # raises with the list of heads
     raise AssertionError
+
+
+class MetadataHead(nn.Module):
+    """A head whose last linear layer also sees the image's metadata: `((features, meta)) -> logits`.
+
+    The seeds' two-input model: everything of `base` up to its last linear
+    layer gives the penultimate features (pooled and dropped out, or after
+    the dense head's hidden layers); batch-normalised metadata columns
+    `(N, M)` (`heron.data.metadata_columns`) are concatenated to them, and
+    one linear layer maps both to the classes. Works for the heads that end in
+    a linear layer `fc` (gap, linear, dense), not the fully convolutional one.
+    """
+
+    def __init__(self, base: nn.Module, meta_features: int) -> None:
+        super().__init__()
+        last = getattr(base, "fc", None)
+        if not isinstance(last, nn.Linear):
+            raise ValueError(f"--metadata needs a head that ends in a linear layer (gap, linear or dense), "
+                             f"not {type(base).__name__}")
+        base.fc = nn.Identity()  # base(x) is now the penultimate features
+        self.base = base
+        self.meta_features = meta_features
+        self.meta_bn = nn.BatchNorm1d(meta_features)
+        self.fc = nn.Linear(last.in_features + meta_features, last.out_features)
+
+    def forward(self, inputs) -> torch.Tensor:
+        if isinstance(inputs, torch.Tensor):
+            raise ValueError(f"this head was trained with --metadata: it takes (features, metadata "
+                             f"(N, {self.meta_features})), not the image features alone")
+        x, meta = inputs
+        return self.fc(torch.cat([self.base(x), self.meta_bn(meta.to(x.dtype))], dim=1))
 
 
 def reset_head(head: nn.Module) -> nn.Module:

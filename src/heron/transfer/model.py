@@ -56,8 +56,10 @@ class ClassifierModel(nn.Module):
         fmap = self.backbone.forward_features(x)  # (N, C, h, w)
         return fmap.mean(dim=(2, 3)) if self.feature_kind == "pooled" else fmap.flatten(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of images `x`; `meta` `(N, M)`: the metadata columns a `--metadata` head also takes."""
+        features = self.features(x)
+        return self.head(features if meta is None else (features, meta))
 
     def layer_groups(self) -> "OrderedDict[str, nn.Module]":
         """The backbone's groups from input to output, then the head."""
