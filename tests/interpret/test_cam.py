@@ -132,6 +132,16 @@ def test_fcn_classifier_runs_at_360x640():
     assert pooled.class_map(torch.randn(1, 512, *size)).shape == (1, 4, 3, 5)
 
 
+def test_classifier_trained_at_one_size_runs_gap_and_fcn_heads_at_another():
+    backbone = build("resnet18", weights=None, include_top=False).eval()
+    for kind, head in (("map", make_head("fcn", 512, 3, (2, 2), hidden=(8,))), ("pooled", make_head("gap", 512, 3))):
+        model = ClassifierModel(backbone, head, MEAN, STD, kind).eval()
+        x = torch.rand(2, 3, 64, 64)  # the trained size: a 2x2 map
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), head(model.features(x)))  # the cached path, the same logits
+            assert model(torch.rand(1, 3, 96, 160)).shape == (1, 3)  # a 3x5 map, no retraining
+
+
 def test_dilating_the_last_stride_doubles_the_map():
     x = torch.rand(1, 3, 64, 64)
     for arch in ("resnet18", "efficientnet_lite0"):

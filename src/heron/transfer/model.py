@@ -18,7 +18,12 @@ __all__ = ["ClassifierModel"]
 
 
 class ClassifierModel(nn.Module):
-    """normalise -> backbone.forward_features -> [pool | flatten] -> head."""
+    """normalise -> backbone.forward_features -> head.
+
+    The head takes the trunk's map as it is (it pools or flattens it as its
+    cached features were), so gap and fcn heads run at any input size;
+    `features` is the cached form the head trained on.
+    """
 
     def __init__(
         self,
@@ -58,8 +63,8 @@ class ClassifierModel(nn.Module):
 
     def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of images `x`; `meta` `(N, M)`: the metadata columns a `--metadata` head also takes."""
-        features = self.features(x)
-        return self.head(features if meta is None else (features, meta))
+        fmap = self.backbone.forward_features((x - self.mean) / self.std)  # (N, C, h, w)
+        return self.head(fmap if meta is None else (fmap, meta))  # every head takes the map: any size for fcn/gap
 
     def layer_groups(self) -> "OrderedDict[str, nn.Module]":
         """The backbone's groups from input to output, then the head."""
