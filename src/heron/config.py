@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["TrainConfig", "LocalizeConfig", "FIGURE_MODES", "BOX_WEIGHT"]
+__all__ = ["TrainConfig", "LocalizeConfig", "DetectConfig", "LandmarksConfig", "FIGURE_MODES", "BOX_WEIGHT"]
 
 FIGURE_MODES = ("inline", "background", "none")  # how a run folder's PNG figures are drawn
 
@@ -96,6 +96,73 @@ class LocalizeConfig:
     epochs: int = 60
     lr: float = 1e-2  # measured on the synthetic shapes: mean IoU 0.66 against 0.62 at 3e-3 (two seeds)
     box_weight: float = BOX_WEIGHT  # loss = box_weight * MSE(box as fractions of the image) + cross-entropy
+    dropout: float = 0.2
+    batch_size: int = 64
+    weight_decay: float = 1e-2
+    valid_pct: float = 0.2
+    seed: int = 0
+    cache_dir: str | None = None
+    workers: int | None = None
+    engine: str = "auto"
+    precision: str = "auto"
+    quiet: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DetectConfig:
+    """A YOLO-style one-stage detector on annotated photos (`heron detect train`)."""
+
+    data: str = ""  # images/ + annotations/ (VOC), labels/ (YOLO) or a COCO JSON; or a VOC devkit folder
+    valid: str | None = None  # a second folder to validate on (default: the data's own split, else valid_pct)
+    valid_pct: float = 0.2
+    out: str | None = None
+    overwrite: bool = False
+    arch: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    size: list[int] = field(default_factory=lambda: [416])  # input side(s); images are resized whole
+    anchors: int = 5  # anchor shapes chosen by k-means (1 - IoU) on the training boxes
+    epochs: int = 60
+    lr: float = 3e-3
+    batch_size: int = 16
+    weight_decay: float = 5e-4
+    width: int = 256  # channels of the head's 3x3 convolutions
+    score_threshold: float = 0.3  # predictions drawn and saved by `heron detect predict`
+    iou_threshold: float = 0.45  # class-wise non-max suppression
+    seed: int = 0
+    cache_dir: str | None = None
+    workers: int | None = None
+    engine: str = "auto"
+    precision: str = "auto"
+    quiet: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DetectConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class LandmarksConfig:
+    """Landmark detection (`heron landmarks`): is the object there, and where are its K points."""
+
+    data: str = ""  # a folder of images, or train/ and valid/ sub-folders of images
+    points: str = ""  # CSV file,x1,y1,...,xK,yK in pixels; an empty row or an absent file: no object
+    image_root: str | None = None  # where the CSV's names start (default: its folder)
+    out: str | None = None
+    overwrite: bool = False
+    arch: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    size: list[int] | None = None  # None: the weights' own size; images are resized whole (no crop)
+    epochs: int = 60
+    lr: float = 1e-2
+    # loss = BCE(p_c) + point_weight * p_c * MSE(points as fractions); the same balance as BOX_WEIGHT
+    point_weight: float = BOX_WEIGHT
     dropout: float = 0.2
     batch_size: int = 64
     weight_decay: float = 1e-2

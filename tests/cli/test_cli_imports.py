@@ -37,7 +37,10 @@ def test_parsing_every_command_line_imports_nothing_heavy():
         "parser.parse_args(['predict', 'a.jpg'])\n"
         "parser.parse_args(['summary', 'vgg16'])\n"
         "parser.parse_args(['scratch', 'lenet'])\n"
-        "parser.parse_args(['demo'])"
+        "parser.parse_args(['demo'])\n"
+        "parser.parse_args(['detect', 'train', 'x', '--size', '416', '--anchors', '5'])\n"
+        "parser.parse_args(['detect', 'predict', 'run', 'a.jpg', '-o', 'out'])\n"
+        "parser.parse_args(['landmarks', 'x', '--points', 'p.csv'])"
     )
     assert _loaded_after(code)["loaded"] == []
 

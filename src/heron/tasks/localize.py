@@ -24,15 +24,15 @@ from torch import nn
 from heron.config import LocalizeConfig
 from heron.data.boxes import largest_boxes, read_boxes
 from heron.data.folders import discover
-from heron.data.transforms import Preprocessing, resize
+from heron.data.transforms import Preprocessing
 from heron.errors import DataError
 from heron.models import build, save_weights
 from heron.ops.boxes import paired_iou
 from heron.train import Checkpoint, Learner, MetricsLogger
 from heron.train.learner import resolve_device
 from heron.train.run import RunFolder
-from heron.transfer.cache import FeatureCache, weights_fingerprint
-from heron.transfer.extract import FeatureBatches, extract_features
+from heron.transfer.extract import FeatureBatches
+from heron.transfer.maps import cached_maps, squash_transform
 from heron.transfer.model import ClassifierModel
 
 __all__ = ["BoxClassHead", "BoxClassLoss", "LocalizeRun", "localize", "squash_transform"]
@@ -79,14 +79,6 @@ class BoxClassLoss(nn.Module):
         return classes + self.box_weight * nn.functional.mse_loss(box, target[:, 1:].float())
 
 
-def squash_transform(pre: Preprocessing):
-    """Resize the whole image to the network's size (aspect ratio not kept): boxes as fractions stay valid."""
-    def transform(img: torch.Tensor) -> torch.Tensor:
-        return resize(img, pre.size, pre.interpolation)
-
-    return transform
-
-
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) as decoded upright (EXIF orientations 5-8 swap the sides), from the header alone."""
     with Image.open(path) as img:
@@ -131,24 +123,6 @@ def _model(config: LocalizeConfig, num_classes: int) -> tuple[ClassifierModel, P
     return ClassifierModel(backbone, head, pre.mean, pre.std, feature_kind="map"), pre
 
 
-def _features(config, model, pre, split_paths: dict[str, list[Path]], device, engine, precision):
-    """Cache rows `(N, 1)` of every split's images (the trunk runs once per image), errors."""
-    from heron.models._weights import cache_dir
-
-    key = {"arch": config.arch, "weights": weights_fingerprint(model.backbone), "preprocessing": pre.to_dict(),
-           "kind": "map", "view": "squash", "precision": precision, "engine": engine}
-    cache = FeatureCache(Path(config.cache_dir) if config.cache_dir else cache_dir() / "features", key)
-    rows, errors = {}, []
-    for split, paths in split_paths.items():
-        ext = extract_features(model, paths, cache, {"squash": squash_transform(pre)}, batch_size=64,
-                               workers=config.workers, device=device, progress=not config.quiet,
-                               desc=f"{split} features", precision=precision, engine=engine,
-                               engine_dir=cache.dir / "engines")
-        rows[split] = ext.rows
-        errors += ext.errors
-    return cache.array(), rows, errors
-
-
 def localize(config: LocalizeConfig) -> LocalizeRun:
     """Train the class + box model of `config` on cached features; returns the run (its folder holds it all)."""
     from heron.transfer.engine import resolve_engine
@@ -165,8 +139,9 @@ def localize(config: LocalizeConfig) -> LocalizeRun:
     engine, precision = resolve_engine(config.engine, config.precision, device)
     model, pre = _model(config, len(data.classes))
     split_items = {"train": data.train, "valid": data.valid}
-    features, rows, errors = _features(config, model, pre, {s: [p for p, _ in it] for s, it in split_items.items()},
-                                       device, engine, precision)
+    features, rows, errors = cached_maps(model, pre, config.arch, {s: [p for p, _ in it] for s, it in split_items.items()},
+                                         cache_dir=config.cache_dir, workers=config.workers, device=device,
+                                         engine=engine, precision=precision, quiet=config.quiet)
     loaders, kept, counts = {}, {}, {}
     for split, items in split_items.items():
         ok = (rows[split] >= 0).all(axis=1)
