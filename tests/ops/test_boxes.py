@@ -1,10 +1,14 @@
 """heron.ops.boxes against torchvision.ops."""
 
+import pytest
 import torch
 from torchvision.ops import box_area as tv_area
+from torchvision.ops import box_convert as tv_convert
 from torchvision.ops import box_iou as tv_iou
+from torchvision.ops import clip_boxes_to_image as tv_clip
+from torchvision.ops import remove_small_boxes as tv_remove_small
 
-from heron.ops.boxes import box_area, box_iou, paired_iou
+from heron.ops.boxes import box_area, box_convert, box_iou, clip_boxes, paired_iou, remove_small_boxes
 
 
 def _boxes(n: int, seed: int) -> torch.Tensor:
@@ -27,3 +31,32 @@ def test_degenerate_boxes_give_zero_not_nan():
     assert torch.equal(paired_iou(empty, empty), torch.zeros(2))
     inverted = torch.tensor([[10.0, 10.0, 0.0, 0.0]])
     assert box_area(inverted).item() == 0.0
+
+
+FORMATS = ["xyxy", "xywh", "cxcywh"]
+
+
+@pytest.mark.parametrize("in_fmt", FORMATS)
+@pytest.mark.parametrize("out_fmt", FORMATS)
+def test_box_convert_matches_torchvision(in_fmt, out_fmt):
+    boxes = tv_convert(_boxes(31, 2), "xyxy", in_fmt)
+    ours = box_convert(boxes, in_fmt, out_fmt)
+    torch.testing.assert_close(ours, tv_convert(boxes, in_fmt, out_fmt))
+    torch.testing.assert_close(box_convert(ours, out_fmt, in_fmt), boxes)  # round trip
+    assert ours.data_ptr() != boxes.data_ptr()
+
+
+def test_box_convert_known_values_and_errors():
+    xyxy = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
+    assert box_convert(xyxy, "xyxy", "xywh").tolist() == [[10.0, 20.0, 20.0, 40.0]]
+    assert box_convert(xyxy, "xyxy", "cxcywh").tolist() == [[20.0, 40.0, 20.0, 40.0]]
+    assert box_convert(torch.zeros(0, 4), "xywh", "cxcywh").shape == (0, 4)
+    with pytest.raises(ValueError, match="unknown box format 'yolo'"):
+        box_convert(xyxy, "yolo", "xyxy")
+
+
+def test_clip_and_remove_small_match_torchvision():
+    boxes = _boxes(40, 3) - 20  # some outside the 90 x 120 image on every side
+    torch.testing.assert_close(clip_boxes(boxes, (90, 120)), tv_clip(boxes, (90, 120)))
+    for min_size in (0.5, 10.0, 30.0):
+        assert torch.equal(remove_small_boxes(boxes, min_size), tv_remove_small(boxes, min_size))

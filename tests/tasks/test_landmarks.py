@@ -87,7 +87,7 @@ def test_training_on_triangles_lowers_the_loss_and_writes_the_run(tmp_path):
     points = write_landmark_shapes(tmp_path / "data", images=200, size=64, seed=1)
     config = LandmarksConfig(data=str(tmp_path / "data"), points=str(points), out=str(tmp_path / "run"),
                              arch="resnet18", weights=None, size=[64], epochs=20, cache_dir=str(tmp_path / "cache"),
-                             workers=0, quiet=True)
+                             workers=0, quiet=True, engine="torch")
     run = landmarks(config)
     losses = [h["train_loss"] for h in run.history]
     assert losses[-1] < 0.5 * losses[0], losses

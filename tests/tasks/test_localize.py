@@ -63,7 +63,7 @@ def test_localize_finds_class_and_box_of_synthetic_shapes(tmp_path, capsys):
     boxes = write_shapes(tmp_path / "shapes", per_class=100, size=96, seed=1)
     out = tmp_path / "run"
     code = main(["localize", str(tmp_path / "shapes"), "--boxes", str(boxes), "--out", str(out), "--size", "128",
-                 "--cache-dir", str(tmp_path / "cache"), "--workers", "0", "--quiet"])
+                 "--cache-dir", str(tmp_path / "cache"), "--workers", "0", "--quiet", "--engine", "torch"])
     assert code == 0
     result = json.loads((out / "config.json").read_text())["result"]
     assert result["classes"] == sorted(SHAPES)

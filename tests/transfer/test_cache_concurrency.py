@@ -21,7 +21,14 @@ pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or "fork" not in multiprocessing.get_all_start_methods(),
     reason="shared caches need fcntl locks; the children are forked",
 )
-_fork = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+_FORK_UNSAFE = ("openvino", "onnxruntime")  # their thread pools do not survive a fork: the child can hang or crash
+
+
+def _mp():
+    """The children's start method: fork, unless this process has loaded a library a fork would break
+    (an earlier test in the same worker ran an engine); then fresh interpreters."""
+    unsafe = any(name in sys.modules for name in _FORK_UNSAFE)
+    return multiprocessing.get_context("spawn" if unsafe else "fork")
 
 KEY = {"test": "concurrency"}
 DIM = 12
@@ -125,11 +132,11 @@ def _writer(root, keys, seed, barrier):
 @pytest.mark.parametrize("writers", [2, 4])
 def test_writers_at_once_store_every_row_once_and_bitwise(tmp_path, writers):
     keys = _keys(60)
-    barrier = _fork.Barrier(writers)
-    children = [_fork.Process(target=_writer, args=(tmp_path / "shared", keys, s, barrier)) for s in range(writers)]
+    barrier = _mp().Barrier(writers)
+    children = [_mp().Process(target=_writer, args=(tmp_path / "shared", keys, s, barrier)) for s in range(writers)]
     assert _run(children) == [0] * writers
     single = tmp_path / "single"
-    _writer(single, keys, 0, _fork.Barrier(1))
+    _writer(single, keys, 0, _mp().Barrier(1))
     cache = FeatureCache(tmp_path / "shared", KEY)
     assert len(cache) == len(keys) and not cache.rebuilt
     assert cache.features_path.stat().st_size == len(keys) * DIM * 2  # no duplicate or stray rows
@@ -150,10 +157,10 @@ def _extractor(paths, shift, root, out, barrier):
 def test_extractions_at_once_all_succeed_and_match_one_process(tmp_path, processes):
     paths = _images(tmp_path / "images")
     reference = _reference(paths, tmp_path / "single")
-    barrier = _fork.Barrier(processes)
+    barrier = _mp().Barrier(processes)
     outs = [tmp_path / f"seen{i}.npy" for i in range(processes)]
     children = [
-        _fork.Process(target=_extractor, args=(paths, 3 * i, tmp_path / "shared", out, barrier))
+        _mp().Process(target=_extractor, args=(paths, 3 * i, tmp_path / "shared", out, barrier))
         for i, out in enumerate(outs)
     ]
     assert _run(children) == [0] * processes
@@ -179,7 +186,7 @@ def _slow_extractor(paths, root):
 def test_killed_extraction_keeps_its_finished_batches(tmp_path, sig, exitcode):
     paths = _images(tmp_path / "images")
     root = tmp_path / "cache"
-    child = _fork.Process(target=_slow_extractor, args=(paths, root))
+    child = _mp().Process(target=_slow_extractor, args=(paths, root))
     child.start()
     seen = _wait_for_rows(root, {"trunk": "tiny"}, 4, child)  # two batches of two committed
     os.kill(child.pid, sig)
@@ -214,7 +221,7 @@ def _killable_writer(root, keys):
 
 def test_writer_killed_in_a_loop_leaves_a_cache_the_next_writer_extends(tmp_path):
     keys = _keys(3000)
-    child = _fork.Process(target=_killable_writer, args=(tmp_path, keys))
+    child = _mp().Process(target=_killable_writer, args=(tmp_path, keys))
     child.start()
     _wait_for_rows(tmp_path, KEY, 30, child)
     os.kill(child.pid, signal.SIGKILL)
@@ -317,8 +324,8 @@ def _looping_writer(root, keys, stop):
 
 
 def test_clear_while_others_write_breaks_nobody(tmp_path):
-    keys, stop = _keys(400), _fork.Event()
-    children = [_fork.Process(target=_looping_writer, args=(tmp_path, keys, stop)) for _ in range(2)]
+    keys, stop = _keys(400), _mp().Event()
+    children = [_mp().Process(target=_looping_writer, args=(tmp_path, keys, stop)) for _ in range(2)]
     for child in children:
         child.start()
     clearer = FeatureCache(tmp_path, KEY)
@@ -347,7 +354,7 @@ def _slow_extractor_saving(paths, root, out):
 def test_extraction_survives_another_process_clearing_the_cache(tmp_path):
     paths = _images(tmp_path / "images")
     root = tmp_path / "cache"
-    child = _fork.Process(target=_slow_extractor_saving, args=(paths, root, tmp_path / "seen.npy"))
+    child = _mp().Process(target=_slow_extractor_saving, args=(paths, root, tmp_path / "seen.npy"))
     child.start()
     _wait_for_rows(root, {"trunk": "tiny"}, 4, child)
     FeatureCache(root, {"trunk": "tiny"}).clear()
@@ -373,8 +380,8 @@ def test_file_hash_memo_keeps_every_writers_entries(tmp_path):
         files.append(tmp_path / "files" / f"f{i}.bin")
         files[-1].parent.mkdir(exist_ok=True)
         files[-1].write_bytes(os.urandom(64))
-    barrier = _fork.Barrier(2)
-    children = [_fork.Process(target=_hasher, args=(tmp_path / "cache", files[i::2], barrier)) for i in range(2)]
+    barrier = _mp().Barrier(2)
+    children = [_mp().Process(target=_hasher, args=(tmp_path / "cache", files[i::2], barrier)) for i in range(2)]
     assert _run(children) == [0, 0]
     memo = json.loads(FeatureCache(tmp_path / "cache", KEY).hashes_path.read_text())
     assert sorted(memo) == sorted(str(p) for p in files)

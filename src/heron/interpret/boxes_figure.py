@@ -26,20 +26,11 @@ def draw_box_predictions(paths: Sequence[Path], predicted: np.ndarray, true: np.
     class shows every class). Titles: predicted class and probability, true class when it differs, and
     the IoU of the two boxes. An image without a true box shows the prediction alone.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from heron._atomic import atomic_save
     from heron.data.images import load_image
+    from heron.interpret.image_grid import image_grid, save_figure
 
-    shown = sorted(set(np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int).tolist()))  # every class
-    rows = max(1, -(-len(shown) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, shown):
+    fig, cells = image_grid(len(paths), count, columns, (3.2, 3.4))
+    for ax, i in cells:
         img = load_image(paths[i]).permute(1, 2, 0).numpy()
         height, width = img.shape[:2]
         ax.imshow(img)
@@ -51,7 +42,4 @@ def draw_box_predictions(paths: Sequence[Path], predicted: np.ndarray, true: np.
                      color="black" if not wrong else "crimson")
     fig.suptitle("validation: predicted box (yellow, dashed) and true box (red)", fontsize=11)
     fig.tight_layout()
-    try:
-        return atomic_save(out, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, out)

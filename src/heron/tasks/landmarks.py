@@ -30,12 +30,12 @@ from heron.config import LandmarksConfig
 from heron.data.landmarks import landmark_images, landmark_targets, read_landmarks
 from heron.data.transforms import Preprocessing
 from heron.errors import DataError
-from heron.models import build, save_weights
+from heron.models import save_weights
 from heron.train import Checkpoint, Learner, MetricsLogger
 from heron.train.learner import resolve_device
 from heron.train.run import RunFolder
 from heron.transfer.extract import FeatureBatches
-from heron.transfer.maps import cached_maps
+from heron.transfer.maps import cached_maps, map_trunk
 from heron.transfer.model import ClassifierModel
 
 __all__ = ["LandmarkHead", "LandmarkLoss", "LandmarksRun", "landmarks", "landmark_scores"]
@@ -94,11 +94,8 @@ class LandmarksRun:
 
 
 def _model(config: LandmarksConfig, points: int) -> tuple[ClassifierModel, Preprocessing]:
-    backbone = build(config.arch, weights=config.weights, include_top=False)
-    pre = Preprocessing.from_spec(getattr(backbone, "pretrained_cfg", None), config.size, crop_pct=1.0)
-    with torch.no_grad():
-        fmap = backbone.eval().forward_features(torch.zeros(1, 3, *pre.size))  # (1, C, h, w)
-    head = LandmarkHead(tuple(fmap.shape[1:]), points, config.dropout)
+    backbone, pre, map_shape = map_trunk(config.arch, config.weights, config.size)
+    head = LandmarkHead(map_shape, points, config.dropout)
     return ClassifierModel(backbone, head, pre.mean, pre.std, feature_kind="map"), pre
 
 

@@ -26,13 +26,13 @@ from heron.data.boxes import largest_boxes, read_boxes
 from heron.data.folders import discover
 from heron.data.transforms import Preprocessing
 from heron.errors import DataError
-from heron.models import build, save_weights
+from heron.models import save_weights
 from heron.ops.boxes import paired_iou
 from heron.train import Checkpoint, Learner, MetricsLogger
 from heron.train.learner import resolve_device
 from heron.train.run import RunFolder
 from heron.transfer.extract import FeatureBatches
-from heron.transfer.maps import cached_maps, squash_transform
+from heron.transfer.maps import cached_maps, map_trunk, squash_transform
 from heron.transfer.model import ClassifierModel
 
 __all__ = ["BoxClassHead", "BoxClassLoss", "LocalizeRun", "localize", "squash_transform"]
@@ -115,11 +115,8 @@ class LocalizeRun:
 
 
 def _model(config: LocalizeConfig, num_classes: int) -> tuple[ClassifierModel, Preprocessing]:
-    backbone = build(config.arch, weights=config.weights, include_top=False)
-    pre = Preprocessing.from_spec(getattr(backbone, "pretrained_cfg", None), config.size, crop_pct=1.0)
-    with torch.no_grad():
-        fmap = backbone.eval().forward_features(torch.zeros(1, 3, *pre.size))  # (1, C, h, w)
-    head = BoxClassHead(tuple(fmap.shape[1:]), num_classes, config.dropout)
+    backbone, pre, map_shape = map_trunk(config.arch, config.weights, config.size)
+    head = BoxClassHead(map_shape, num_classes, config.dropout)
     return ClassifierModel(backbone, head, pre.mean, pre.std, feature_kind="map"), pre
 
 

@@ -163,7 +163,8 @@ class FeatureBatches:
 
     Shuffling draws from torch's global generator (like a DataLoader), so a
     seeded run, and a resumed one, sees the same order. With several rows per
-    item (cached augmented copies), each epoch picks one copy per item at random.
+    item (cached augmented copies), each epoch picks one copy per item at random;
+    targets `(N, copies, ...)` give each copy its own (a flipped image's boxes).
     Rows that fit in `preload_bytes` (as float32) are read once into memory, so a
     head that trains for a hundred short epochs does not gather them from the
     file a hundred times; a larger set streams from the memory map, batch by
@@ -227,4 +228,5 @@ class FeatureBatches:
         order, pick = self._draw()
         for idx in distributed.global_batches(order, self.batch_size, self.rank, self.world):
             x = self._gather(idx, pick[idx])
-            yield (x if self.extra is None else (x, self.extra[idx])), self.targets[idx]
+            y = self.targets[idx, pick[idx]] if self.targets.ndim == 3 else self.targets[idx]
+            yield (x if self.extra is None else (x, self.extra[idx])), y
