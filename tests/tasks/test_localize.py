@@ -49,14 +49,20 @@ def test_targets_are_fractions_of_the_image_and_zero_without_a_box(tmp_path):
     torch.testing.assert_close(targets, torch.tensor([[1.0, 0.1, 0.1, 1.0, 0.6], [0.0, 0.0, 0.0, 0.0, 0.0]]))
 
 
-def test_the_loss_is_weighted_box_mse_plus_cross_entropy():
+def test_the_loss_is_the_seeds_y_vector_loss():
     head = BoxClassHead((8, 2, 2), num_classes=3)
-    out, target = torch.randn(5, 7), torch.tensor([[0, .1, .2, .5, .6], [1, 0, 0, 1, 1], [2, .3, .3, .4, .4],
+    out, target = torch.randn(5, 8), torch.tensor([[0, .1, .2, .5, .6], [1, 0, 0, 1, 1], [2, .3, .3, .4, .4],
                                                    [0, 0, 0, 0, 0], [1, .5, .5, .9, .9]])
+    present = torch.tensor([1.0, 1, 1, 0, 1])
+    box_error = ((torch.sigmoid(out[:, 3:7]) - target[:, 1:]) ** 2)[present.bool()].mean()  # only where p_c = 1
     expected = (torch.nn.functional.cross_entropy(out[:, :3], target[:, 0].long())
-                + 7.0 * ((torch.sigmoid(out[:, 3:]) - target[:, 1:]) ** 2).mean())
+                + torch.nn.functional.binary_cross_entropy_with_logits(out[:, 7], present) + 7.0 * box_error)
     torch.testing.assert_close(BoxClassLoss(head, 7.0)(out, target), expected)
-    assert head(torch.randn(5, 8 * 2 * 2)).shape == (5, 7)  # the cache's flattened map works as the map does
+    assert head(torch.randn(5, 8 * 2 * 2)).shape == (5, 8)  # the cache's flattened map works as the map does
+    # an image without a box: moving its predicted box changes nothing
+    moved = out.clone()
+    moved[3, 3:7] += 5.0
+    torch.testing.assert_close(BoxClassLoss(head, 7.0)(moved, target), expected)
 
 
 def test_localize_finds_class_and_box_of_synthetic_shapes(tmp_path, capsys):
@@ -68,7 +74,7 @@ def test_localize_finds_class_and_box_of_synthetic_shapes(tmp_path, capsys):
     result = json.loads((out / "config.json").read_text())["result"]
     assert result["classes"] == sorted(SHAPES)
     metrics = result["metrics"]
-    assert metrics["accuracy"] >= 0.9 and metrics["mean_iou"] >= 0.6, metrics
+    assert metrics["accuracy"] >= 0.9 and metrics["mean_iou"] >= 0.6 and metrics["presence_accuracy"] >= 0.95, metrics
     assert metrics["images_with_boxes"] == {"train": 240, "valid": 60}
     assert (out / "boxes.png").stat().st_size > 10_000 and (out / "model.safetensors").is_file()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 60

@@ -2,13 +2,13 @@
 
 The seeds' multi-output model: the pretrained trunk's feature map (kept in
 the feature cache, so training takes seconds) feeds one linear layer whose
-outputs are the class logits and four box coordinates. The box is
-(x1, y1, x2, y2) as fractions of the image, squashed into [0, 1] by a
-sigmoid; images are resized whole (no crop), so a fraction of the resized
-image is the same fraction of the original. The loss is
-`box_weight * MSE(box) + cross-entropy`; an image without a box trains
-towards the zero box, as the seeds do. Scores: class accuracy and the mean
-IoU of the predicted box with the true one.
+outputs are the seeds' y vector: the class logits, four box coordinates and
+p_c (is there a box). The box is (x1, y1, x2, y2) as fractions of the image,
+squashed into [0, 1] by a sigmoid; images are resized whole (no crop), so a
+fraction of the resized image is the same fraction of the original. The
+loss (`BoxClassLoss`) is cross-entropy + BCE(p_c) + `box_weight` * MSE(box),
+the box term only where there is a box. Scores: class accuracy, p_c
+accuracy and the mean IoU of the predicted box with the true one.
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ __all__ = ["BoxClassHead", "BoxClassLoss", "LocalizeRun", "localize", "squash_tr
 
 
 class BoxClassHead(nn.Module):
-    """Feature map -> 1x1 conv to `width` channels, ReLU -> flatten -> dropout -> linear -> (class, box) logits.
+    """Feature map -> 1x1 conv to `width` channels, ReLU -> flatten -> dropout -> linear -> the seeds' y vector.
 
     The 1x1 convolution keeps where things are (the box needs it) while
     cutting the trunk's channels to a few, so a few hundred images can fit
     the linear layer. Takes the map `(N, C, h, w)` or the cache's flattened
-    form `(N, C*h*w)`; returns `(N, classes + 4)`.
+    form `(N, C*h*w)`; returns `(N, classes + 5)`: class logits, the box's
+    four coordinates, and p_c's logit (is there a box at all).
     """
 
     def __init__(self, map_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.2,
@@ -54,29 +55,45 @@ class BoxClassHead(nn.Module):
         channels, height, width_px = self.map_shape
         self.reduce = nn.Sequential(nn.Conv2d(channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.drop = nn.Dropout(dropout)
-        self.fc = nn.Linear(width * height * width_px, num_classes + 4)
+        self.fc = nn.Linear(width * height * width_px, num_classes + 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 2:
             x = x.view(-1, *self.map_shape)
-        return self.fc(self.drop(self.reduce(x).flatten(1)))  # (N, C + 4)
+        return self.fc(self.drop(self.reduce(x).flatten(1)))  # (N, C + 5)
 
-    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(class logits (N, C), box (N, 4) as fractions of the image in [0, 1])."""
-        return out[:, : self.num_classes], torch.sigmoid(out[:, self.num_classes :])
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(class logits (N, C), box (N, 4) as fractions of the image in [0, 1], p_c logit (N,))."""
+        c = self.num_classes
+        return out[:, :c], torch.sigmoid(out[:, c : c + 4]), out[:, c + 4]
+
+
+def has_box(target: torch.Tensor) -> torch.Tensor:
+    """`(N,)` True where a target row `(class, x1, y1, x2, y2)` holds a box with area (p_c = 1)."""
+    return (target[:, 3:5] > target[:, 1:3]).all(1)
 
 
 class BoxClassLoss(nn.Module):
-    """`box_weight * MSE(box) + cross-entropy` on targets `(N, 5)`: class id, then the box as fractions."""
+    """The seeds' loss on the y vector, on targets `(N, 5)`: class id, then the box as fractions (zeros: none).
+
+    Binary cross-entropy of p_c for every image; `box_weight` x the squared
+    error of the box only where there is one (p_c = 1: elsewhere the box is
+    "don't care"); and the class's cross-entropy for every image, since
+    here each image's class is known from its folder.
+    """
 
     def __init__(self, head: BoxClassHead, box_weight: float) -> None:
         super().__init__()
         self.head, self.box_weight = head, box_weight
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits, box = self.head.split(out.float())
+        logits, box, presence = self.head.split(out.float())
+        target = target.float()
+        present = has_box(target)
         classes = nn.functional.cross_entropy(logits, target[:, 0].long())
-        return classes + self.box_weight * nn.functional.mse_loss(box, target[:, 1:].float())
+        p_c = nn.functional.binary_cross_entropy_with_logits(presence, present.float())
+        boxes = ((box[present] - target[present, 1:]) ** 2).mean() if present.any() else box.sum() * 0.0
+        return classes + p_c + self.box_weight * boxes
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -155,34 +172,36 @@ def localize(config: LocalizeConfig) -> LocalizeRun:
                       callbacks=[MetricsLogger(run / "metrics.jsonl"), Checkpoint(run / "checkpoints" / "head")])
     torch.manual_seed(config.seed)
     history = learner.fit(config.epochs, lr=config.lr, phase="head")
-    probs, pred_boxes, targets = _predict(head, loaders["valid"], device)
-    metrics = _scores(probs, pred_boxes, targets)
+    probs, pred_boxes, presence, targets = _predict(head, loaders["valid"], device)
+    metrics = _scores(probs, pred_boxes, presence, targets)
     metrics.update(images_with_boxes=counts, seconds=round(time.time() - started, 2))
     _write(run, config, data.classes, pre, model, metrics, errors, kept["valid"], probs, pred_boxes, targets)
     if not config.quiet:
-        print(f"valid accuracy {metrics['accuracy']:.4f}  mean box IoU {metrics['mean_iou']:.4f}  "
-              f"({metrics['seconds']:.1f}s)")
+        print(f"valid accuracy {metrics['accuracy']:.4f}  p_c accuracy {metrics['presence_accuracy']:.4f}  "
+              f"mean box IoU {metrics['mean_iou']:.4f}  ({metrics['seconds']:.1f}s)")
     return LocalizeRun(run.path, data.classes, metrics, history)
 
 
-def _predict(head: BoxClassHead, loader, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Class probabilities (N, C), boxes (N, 4) as fractions, and the targets (N, 5) of `loader`."""
+def _predict(head: BoxClassHead, loader, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class probabilities (N, C), boxes (N, 4) as fractions, p_c (N,), and the targets (N, 5) of `loader`."""
     head.eval().to(device)
-    probs, boxes, targets = [], [], []
+    probs, boxes, presence, targets = [], [], [], []
     with torch.inference_mode():
         for x, y in loader:
-            logits, box = head.split(head(x.to(device)).float())
+            logits, box, p_c = head.split(head(x.to(device)).float())
             probs.append(torch.softmax(logits, 1).cpu())
             boxes.append(box.cpu())
+            presence.append(torch.sigmoid(p_c).cpu())
             targets.append(y)
-    return torch.cat(probs), torch.cat(boxes), torch.cat(targets)
+    return torch.cat(probs), torch.cat(boxes), torch.cat(presence), torch.cat(targets)
 
 
-def _scores(probs: torch.Tensor, boxes: torch.Tensor, targets: torch.Tensor) -> dict:
-    """Accuracy of the class and mean IoU of the box (over the images that have a box)."""
-    has_box = targets[:, 3:].sum(1) > 0
-    iou = paired_iou(boxes[has_box], targets[has_box, 1:])
+def _scores(probs: torch.Tensor, boxes: torch.Tensor, presence: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Accuracy of the class and of p_c, and mean IoU of the box (over the images that have a box)."""
+    present = has_box(targets)
+    iou = paired_iou(boxes[present], targets[present, 1:])
     return {"accuracy": float((probs.argmax(1) == targets[:, 0].long()).float().mean()),
+            "presence_accuracy": float(((presence >= 0.5) == present).float().mean()),
             "mean_iou": float(iou.mean()) if len(iou) else float("nan"),
             "iou_at_0.5": float((iou >= 0.5).float().mean()) if len(iou) else float("nan")}
 
