@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from heron.cli._map_flags import add_run_flags, add_trunk_flags
 from heron.config import LandmarksConfig
 
 _DEFAULTS = LandmarksConfig()
@@ -26,23 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", help="CSV of file,x1,y1,...,xK,yK in pixels")
     p.add_argument("--demo", action="store_true", help="train on 600 synthetic triangles written to a temporary folder")
     p.add_argument("--image-root", help="folder the CSV's names start from (default: its folder)")
-    p.add_argument("--out", help="run folder (default runs/landmarks-<data>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace the finished run in --out")
-    p.add_argument("--arch", default=_DEFAULTS.arch)
-    p.add_argument("--weights", default=_DEFAULTS.weights, help="'imagenet', a weights file, or 'none'")
-    p.add_argument("--size", type=int, nargs="+", metavar="PX", help="input size (images are resized whole)")
+    add_trunk_flags(p, _DEFAULTS)
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
     p.add_argument("--point-weight", type=float, default=_DEFAULTS.point_weight,
                    help="loss = BCE(presence) + W * p_c * MSE(points as fractions of the image) "
                    "(default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    p.add_argument("--valid-pct", type=float, default=_DEFAULTS.valid_pct)
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/heron/features)")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--engine", choices=("auto", "torch", "openvino", "onnxruntime"), default=_DEFAULTS.engine)
-    p.add_argument("--quiet", action="store_true")
+    add_run_flags(p, _DEFAULTS)
     p.set_defaults(func=run_landmarks)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from heron.cli._map_flags import add_run_flags, add_trunk_flags
 from heron.config import LocalizeConfig
 
 _DEFAULTS = LocalizeConfig()
@@ -18,22 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", help="dataset folder")
     p.add_argument("--boxes", required=True, help="CSV or JSON of boxes per image, in pixels")
     p.add_argument("--image-root", help="folder the box file's names start from (default: its folder)")
-    p.add_argument("--out", help="run folder (default runs/localize-<data>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace the finished run in --out")
-    p.add_argument("--arch", default=_DEFAULTS.arch)
-    p.add_argument("--weights", default=_DEFAULTS.weights, help="'imagenet', a weights file, or 'none'")
-    p.add_argument("--size", type=int, nargs="+", metavar="PX", help="input size (images are resized whole)")
+    add_trunk_flags(p, _DEFAULTS)
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
     p.add_argument("--box-weight", type=float, default=_DEFAULTS.box_weight,
-                   help="loss = W * MSE(box as fractions of the image) + cross-entropy (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    p.add_argument("--valid-pct", type=float, default=_DEFAULTS.valid_pct)
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/heron/features)")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--engine", choices=("auto", "torch", "openvino", "onnxruntime"), default=_DEFAULTS.engine)
-    p.add_argument("--quiet", action="store_true")
+                   help="loss = CE + BCE(p_c) + W * MSE(box as fractions, where there is one) (default %(default)s)")
+    add_run_flags(p, _DEFAULTS)
     p.set_defaults(func=run_localize)
 
 

@@ -19,12 +19,13 @@ def _rect(ax, box, width: int, height: int, colour: str, style: str = "-"):
 
 def draw_box_predictions(paths: Sequence[Path], predicted: np.ndarray, true: np.ndarray, labels: Sequence[str],
                          truth: Sequence[str], confidence: Sequence[float], iou: Sequence[float], out: Path,
-                         count: int = 12, columns: int = 4) -> Path:
+                         count: int = 12, columns: int = 4, presence: Sequence[float] | None = None) -> Path:
     """Draw up to `count` images with boxes `(N, 4)` given as fractions of the image; write `out` (PNG).
 
     The images are spread evenly over `paths` (a validation set listed class by
     class shows every class). Titles: predicted class and probability, true class when it differs, and
-    the IoU of the two boxes. An image without a true box shows the prediction alone.
+    the IoU of the two boxes. An image without a true box shows the prediction alone. With `presence`
+    (the predicted p_c per image), a box is drawn only where p_c >= 0.5, and p_c is in the title.
     """
     from heron.data.images import load_image
     from heron.interpret.image_grid import image_grid, save_figure
@@ -36,9 +37,12 @@ def draw_box_predictions(paths: Sequence[Path], predicted: np.ndarray, true: np.
         ax.imshow(img)
         if true[i].sum() > 0:
             _rect(ax, true[i], width, height, "red")
-        _rect(ax, predicted[i], width, height, "yellow", "--")
+        boxed = presence is None or presence[i] >= 0.5
+        if boxed:
+            _rect(ax, predicted[i], width, height, "yellow", "--")
         wrong = "" if labels[i] == truth[i] else f" (is {truth[i]})"
-        ax.set_title(f"{labels[i]} {confidence[i]:.2f}{wrong}\nIoU {iou[i]:.2f}", fontsize=9,
+        where = (f"IoU {iou[i]:.2f}" if boxed else "no box") + ("" if presence is None else f", p_c {presence[i]:.2f}")
+        ax.set_title(f"{labels[i]} {confidence[i]:.2f}{wrong}\n{where}", fontsize=9,
                      color="black" if not wrong else "crimson")
     fig.suptitle("validation: predicted box (yellow, dashed) and true box (red)", fontsize=11)
     fig.tight_layout()

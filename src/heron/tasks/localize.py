@@ -175,7 +175,8 @@ def localize(config: LocalizeConfig) -> LocalizeRun:
     probs, pred_boxes, presence, targets = _predict(head, loaders["valid"], device)
     metrics = _scores(probs, pred_boxes, presence, targets)
     metrics.update(images_with_boxes=counts, seconds=round(time.time() - started, 2))
-    _write(run, config, data.classes, pre, model, metrics, errors, kept["valid"], probs, pred_boxes, targets)
+    _write(run, config, data.classes, pre, model, metrics, errors, kept["valid"], probs, pred_boxes, targets,
+           presence)
     if not config.quiet:
         print(f"valid accuracy {metrics['accuracy']:.4f}  p_c accuracy {metrics['presence_accuracy']:.4f}  "
               f"mean box IoU {metrics['mean_iou']:.4f}  ({metrics['seconds']:.1f}s)")
@@ -206,7 +207,8 @@ def _scores(probs: torch.Tensor, boxes: torch.Tensor, presence: torch.Tensor, ta
             "iou_at_0.5": float((iou >= 0.5).float().mean()) if len(iou) else float("nan")}
 
 
-def _write(run: RunFolder, config, classes, pre, model, metrics, errors, items, probs, boxes, targets) -> None:
+def _write(run: RunFolder, config, classes, pre, model, metrics, errors, items, probs, boxes, targets,
+           presence) -> None:
     from heron.interpret.boxes_figure import draw_box_predictions
 
     result = {"classes": classes, "preprocessing": pre.to_dict(), "metrics": metrics, "skipped_files": len(errors)}
@@ -218,5 +220,5 @@ def _write(run: RunFolder, config, classes, pre, model, metrics, errors, items, 
     confidence = probs.max(1).values.tolist()
     iou = paired_iou(boxes, targets[:, 1:]).tolist()
     draw_box_predictions([p for p, _ in items], boxes.numpy(), targets[:, 1:].numpy(), labels, truth, confidence,
-                         iou, run / "boxes.png")
+                         iou, run / "boxes.png", presence=presence.tolist())
 
