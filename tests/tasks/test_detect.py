@@ -88,3 +88,31 @@ def test_fine_tuning_the_last_stage_on_augmented_images_keeps_the_run_usable(sha
     assert again["map50"] == pytest.approx(run.metrics["map50"], abs=1e-6)
     with pytest.raises(Exception, match="--unfreeze two"):
         train(_config(shapes, tmp_path / "run2", tmp_path / "cache", unfreeze="two"))
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(shapes, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from heron.errors import TrainingError
+    from heron.train import learner as learner_module
+
+    full = train(_config(shapes, tmp_path / "full", tmp_path / "cache", epochs=4))
+    original = learner_module.Learner._one_epoch
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_3(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(learner_module.Learner, "_one_epoch", interrupt_in_epoch_3)
+    config = _config(shapes, tmp_path / "cut", tmp_path / "cache", epochs=4)
+    with pytest.raises(TrainingError, match="--resume"):
+        train(config)
+    monkeypatch.setattr(learner_module.Learner, "_one_epoch", original)
+    assert main(["detect", "train", str(shapes), "--out", str(tmp_path / "cut"), "--resume", "--quiet"]) == 0
+    a = load_file(str(full.path / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -61,6 +61,7 @@ def _add_train(commands) -> None:
     p.add_argument("--valid-pct", type=float, default=_DEFAULTS.valid_pct,
                    help="share held out when DATA has no split of its own (default %(default)s)")
     _training_flags(p)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.set_defaults(func=run_train)
 
 
@@ -99,9 +100,18 @@ def _config(args: argparse.Namespace, data: str, **overrides) -> DetectConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from heron.errors import TrainingError
     from heron.tasks.detect import train
+    from heron.train.run import RunFolder
 
-    result = train(_config(args, args.data))
+    if args.resume:
+        if not args.out or not RunFolder(args.out).exists("config.json"):
+            raise TrainingError("--resume needs --out RUN_FOLDER holding an interrupted run's config.json")
+        config = DetectConfig.from_dict(RunFolder(args.out).read_json("config.json"))
+        config.quiet = args.quiet
+        result = train(config, resume=True)
+    else:
+        result = train(_config(args, args.data))
     print(result.path)
     return 0
 

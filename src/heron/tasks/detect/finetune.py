@@ -51,8 +51,12 @@ class TargetBatches:
             yield images.float().div_(255.0), torch.stack(packed)
 
 
-def finetune(detector, loss, train_items, valid_items, config, device, callbacks, errors: list[str]) -> list[dict]:
-    """Unfreeze the last `config.unfreeze` trunk stages of `detector.model` and train it on images."""
+def finetune(detector, loss, train_items, valid_items, config, device, callbacks, errors: list[str],
+             resume=None) -> list[dict]:
+    """Unfreeze the last `config.unfreeze` trunk stages of `detector.model` and train it on images.
+
+    `resume`: a checkpoint folder of this phase to continue from.
+    """
     model = detector.model
     size = tuple(detector.pre.size)
     model.freeze_bn_stats = True
@@ -70,4 +74,4 @@ def finetune(detector, loss, train_items, valid_items, config, device, callbacks
     learner = Learner(model, batches["train"], batches["valid"], loss_fn=loss, lr=config.finetune_lr,
                       weight_decay=config.weight_decay, metrics=(), device=device, quiet=config.quiet,
                       param_groups=groups, channels_last=True, callbacks=callbacks)
-    return learner.fit(config.finetune_epochs, lr=config.finetune_lr, phase="finetune")
+    return learner.fit(config.finetune_epochs, lr=config.finetune_lr, phase="finetune", resume=resume)

@@ -155,8 +155,12 @@ def _usable(annotations, rows: np.ndarray) -> tuple[list, np.ndarray]:
     return [a for a, good in zip(annotations, ok) if good], rows[ok]
 
 
-def train(config: DetectConfig) -> DetectRun:
-    """Train the detector of `config` on cached trunk maps; returns the run (its folder holds everything)."""
+def train(config: DetectConfig, resume: bool = False) -> DetectRun:
+    """Train the detector of `config` on cached trunk maps; returns the run (its folder holds everything).
+
+    `resume`: continue the interrupted run in `config.out` from its last checkpoint (the anchors, the
+    split and the cached maps come out the same from the same data and seed).
+    """
     from heron.data.detection import load_detection
     from heron.transfer.engine import resolve_engine
 
@@ -168,8 +172,10 @@ def train(config: DetectConfig) -> DetectRun:
     if not data.train or not data.valid:
         raise DataError(f"{config.data}: needs training and validation images ({len(data.train)} / "
                         f"{len(data.valid)}); add images or give --valid DIR")
-    run = RunFolder.create(config.out, f"detect-{Path(config.data).resolve().name}", overwrite=config.overwrite)
-    run.write_json("config.json", config.to_dict())
+    run = RunFolder.create(config.out, f"detect-{Path(config.data).resolve().name}", overwrite=config.overwrite,
+                           resume=resume)
+    if not resume:
+        run.write_json("config.json", config.to_dict())
     say = (lambda text: None) if config.quiet else print
     for line in data.problems:
         say(f"warning: {line}")
@@ -200,14 +206,14 @@ def train(config: DetectConfig) -> DetectRun:
                       weight_decay=config.weight_decay, metrics=(), device=device, quiet=config.quiet,
                       callbacks=_callbacks(run, "head"))
     torch.manual_seed(config.seed)
-    history = learner.fit(config.epochs, lr=config.lr, phase="head")
+    history = learner.fit(config.epochs, lr=config.lr, phase="head", resume=_checkpoint(run, "head", resume))
     detector = Detector(model, anchors, data.classes, pre, config.score_threshold, config.iou_threshold)
     if config.unfreeze:
         from heron.tasks.detect.finetune import finetune
 
         torch.manual_seed(config.seed + 1)
         history += finetune(detector, loss, train_items, valid_items, config, device, _callbacks(run, "finetune"),
-                            errors)
+                            errors, resume=_checkpoint(run, "finetune", resume))
         found, valid_items = _image_detections(detector, valid_items, config.workers)
     else:
         found = _cached_detections(detector, features, valid_rows, [_image_size(a) for a in valid_items], device)
@@ -218,6 +224,12 @@ def train(config: DetectConfig) -> DetectRun:
     _write(run, config, data, detector, metrics, scores, history, errors, valid_items, found)
     say(f"mAP@0.5 = {scores.map50:.4f}  mAP@[.5:.95] = {scores.map:.4f}  ({metrics['seconds']:.1f}s)")
     return DetectRun(run.path, data.classes, metrics, history)
+
+
+def _checkpoint(run: RunFolder, phase: str, resume: bool) -> Path | None:
+    """The phase's checkpoint folder when resuming and one was written, else None (start the phase afresh)."""
+    path = run / "checkpoints" / phase
+    return path if resume and path.exists() else None
 
 
 def _callbacks(run: RunFolder, phase: str) -> list:
