@@ -153,14 +153,14 @@ def refresh_report(run_dir: str | os.PathLike, figures: list[tuple[str, str]]) -
 
     The section is the report's own, as if the PNGs had been there when it was written.
     """
-    from heron.interpret.report import _figures_html
+    from heron.interpret.report import figures_html
 
     path = Path(run_dir) / "report.html"
     try:
         page = path.read_text(encoding="utf-8")
     except OSError:
         return False
-    section = _figures_html(Path(run_dir), figures)
+    section = figures_html(Path(run_dir), figures)
     updated, count = _FIGURES_SECTION.subn(lambda m: m.group(1) + section + m.group(3), page, count=1)
     if count:
         atomic_write_text(path, updated)

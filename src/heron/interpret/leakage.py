@@ -57,7 +57,7 @@ from heron._atomic import atomic_write_json, atomic_write_text
 from heron.data.folders import DataSplits
 from heron.data.metadata import CATEGORICAL_FIELDS as _CATEGORICAL, NUMERIC_FIELDS as _NUMERIC, FileMeta, scan_metadata
 from heron.errors import DataError
-from heron.interpret.report import _CSS, _errors_html, _esc, _summary_html, _table_html
+from heron.interpret.report import REPORT_CSS, errors_html, esc, summary_html, table_html
 
 __all__ = ["ALPHA", "NEAR_DUPLICATE_BITS", "Signal", "Concentration", "Duplicate", "Leakage",
            "binomial_pvalue", "check_splits", "concentrations", "grade_signal", "grade_duplicates", "near_duplicates", "find_leakage",
@@ -589,9 +589,9 @@ _TONES = {"none": "tone-good", "weak": "tone-warn", "strong": "tone-bad"}
 
 
 def _verdict_html(report: Leakage) -> str:
-    items = "".join(f"<li>{_esc(r)}</li>" for r in report.reasons)
+    items = "".join(f"<li>{esc(r)}</li>" for r in report.reasons)
     return (f'<section id="verdict" class="diagnosis {_TONES[report.verdict]}"><h2>Verdict '
-            f'<span class="badge">{_esc(report.verdict)}</span></h2><ul>{items}</ul></section>')
+            f'<span class="badge">{esc(report.verdict)}</span></h2><ul>{items}</ul></section>')
 
 
 def _gap(s: Signal, image_accuracy: float | None) -> str:
@@ -618,7 +618,7 @@ def _concentration_html(report: Leakage) -> str:
     rows = [{"feature": r.feature, "value": r.value, "images": r.images, "class": r.label, "share": r.share,
              "class overall": r.base_rate, "p-value": _p(r.p_value), "finding": r.finding}
             for r in report.concentrations]
-    return _table_html(rows, bars=True)
+    return table_html(rows, bars=True)
 
 
 def _thumbnail(path: str, side: int = 112) -> str | None:
@@ -638,11 +638,11 @@ def _thumbnail(path: str, side: int = 112) -> str | None:
 
 
 def _pair_html(d: Duplicate) -> str:
-    pics = "".join(f'<img src="{_esc(uri)}" alt="{_esc(Path(p).name)}">' if (uri := _thumbnail(p)) else ""
+    pics = "".join(f'<img src="{esc(uri)}" alt="{esc(Path(p).name)}">' if (uri := _thumbnail(p)) else ""
                    for p in (d.valid, d.train))
     kind = "identical file" if d.identical else f"near-duplicate, {d.bits} bits apart"
-    return (f'<div class="pair"><div>{pics}</div><p>valid {_esc(d.valid_class)}: {_esc(Path(d.valid).name)}<br>'
-            f'train {_esc(d.train_class)}: {_esc(Path(d.train).name)}<br>{_esc(kind)}</p></div>')
+    return (f'<div class="pair"><div>{pics}</div><p>valid {esc(d.valid_class)}: {esc(Path(d.valid).name)}<br>'
+            f'train {esc(d.train_class)}: {esc(Path(d.train).name)}<br>{esc(kind)}</p></div>')
 
 
 def _duplicates_html(report: Leakage) -> str:
@@ -655,7 +655,7 @@ def _duplicates_html(report: Leakage) -> str:
     rows = [{"valid file": d.valid, "train file": d.train, "valid class": d.valid_class, "train class": d.train_class,
              "match": "identical file" if d.identical else "near-duplicate", "hash bits apart": d.bits}
             for d in report.duplicates]
-    return f'<div class="pairs">{pairs}</div><h3>All pairs</h3>{_table_html(rows, index=True)}'
+    return f'<div class="pairs">{pairs}</div><h3>All pairs</h3>{table_html(rows, index=True)}'
 
 
 def _html(report: Leakage) -> str:
@@ -668,21 +668,21 @@ def _html(report: Leakage) -> str:
              "image model": _pct(report.image_accuracy), "features tested": report.tests,
              "duplicates in valid": len(report.duplicates)}
     unreadable = [*report.skipped, *(f"pixels only: {e}" for e in report.undecodable)]
-    sections = [("features", "Features: a small model on each, scored on valid", _table_html(_signal_rows(report),
+    sections = [("features", "Features: a small model on each, scored on valid", table_html(_signal_rows(report),
                                                                                                 bars=True)),
                 ("classes", "Values held by one class", _concentration_html(report)),
                 ("duplicates", f"Cross-split duplicates ({len(report.duplicates)})", _duplicates_html(report)),
-                ("skipped", f"Unreadable files ({len(unreadable)})", _errors_html(unreadable))]
-    nav = '<a href="#verdict">Verdict</a>' + "".join(f'<a href="#{sid}">{_esc(n.split(":")[0])}</a>'
+                ("skipped", f"Unreadable files ({len(unreadable)})", errors_html(unreadable))]
+    nav = '<a href="#verdict">Verdict</a>' + "".join(f'<a href="#{sid}">{esc(n.split(":")[0])}</a>'
                                                       for sid, n, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{_esc(name)}</h2>{content}</section>' for sid, name, content in sections)
+    body = "".join(f'<section id="{sid}"><h2>{esc(name)}</h2>{content}</section>' for sid, name, content in sections)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{_esc(title)}</title>\n<style>{_CSS}{_EXTRA_CSS}</style>\n</head>\n<body>\n<main>\n"
-            f'<header><h1>{_esc(title)}</h1><p class="sub">{_esc(report.source)}'
-            f'{" &middot; image model: " + _esc(report.image_source) if report.image_source else ""}</p>'
-            f"{_summary_html(cards)}</header>\n<nav>{nav}</nav>\n{_verdict_html(report)}{body}\n"
-            f"<footer>Written by heron {_esc(__version__)}. Chance is the valid share of the most common class; "
+            f"<title>{esc(title)}</title>\n<style>{REPORT_CSS}{_EXTRA_CSS}</style>\n</head>\n<body>\n<main>\n"
+            f'<header><h1>{esc(title)}</h1><p class="sub">{esc(report.source)}'
+            f'{" &middot; image model: " + esc(report.image_source) if report.image_source else ""}</p>'
+            f"{summary_html(cards)}</header>\n<nav>{nav}</nav>\n{_verdict_html(report)}{body}\n"
+            f"<footer>Written by heron {esc(__version__)}. Chance is the valid share of the most common class; "
             f"p-values are one-sided binomial tests against it, Bonferroni-corrected over {report.tests} "
             f"features (alpha {ALPHA}).</footer>\n</main>\n</body>\n</html>\n")
 

@@ -22,11 +22,11 @@ from urllib.parse import quote
 
 from heron._atomic import atomic_write_text
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "REPORT_CSS", "esc", "summary_html", "figures_html", "table_html", "errors_html"]
 
 _MAX_ERRORS_SHOWN = 1000
 
-_CSS = """
+REPORT_CSS = """
 :root { --ink: #1f2933; --muted: #616e7c; --line: #e4e7eb; --soft: #f5f7fa; --accent: #1f6feb; }
 * { box-sizing: border-box; }
 body { margin: 0; color: var(--ink); background: #fff; line-height: 1.45;
@@ -95,7 +95,7 @@ _FLAG = re.compile(r"((?:heron [a-z]+ )?--[a-z][a-z-]*"
 # ---------------------------------------------------------------- formatting
 
 
-def _esc(value: Any) -> str:
+def esc(value: Any) -> str:
     """Any value as escaped HTML text (quotes included, for attributes)."""
     return html.escape(str(value), quote=True)
 
@@ -155,17 +155,17 @@ def _fraction_column(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
 # ---------------------------------------------------------------- sections
 
 
-def _summary_html(summary: Mapping[str, Any]) -> str:
+def summary_html(summary: Mapping[str, Any]) -> str:
     """Summary entries as a grid of small cards."""
     if not summary:
         return ""
     cards = "".join(
-        f'<div class="card"><div class="k">{_esc(k)}</div><div class="v">{_esc(_fmt(v))}</div></div>'
+        f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{esc(_fmt(v))}</div></div>'
         for k, v in summary.items())
     return f'<div class="cards">{cards}</div>'
 
 
-def _figures_html(run_dir: Path, figures: Sequence[tuple[str, str]], pending: bool = False) -> str:
+def figures_html(run_dir: Path, figures: Sequence[tuple[str, str]], pending: bool = False) -> str:
     """Each figure as a linked <img> with its caption (a note if the file is missing).
 
     `pending`: the PNGs are still being drawn by another process, so a missing
@@ -176,21 +176,21 @@ def _figures_html(run_dir: Path, figures: Sequence[tuple[str, str]], pending: bo
     parts = []
     for caption, filename in figures:
         rel = str(filename).replace("\\", "/")
-        src = _esc(quote(rel, safe="/"))
+        src = esc(quote(rel, safe="/"))
         size = _png_size(run_dir / rel)
         wide = size is not None and (size[0] >= 1000 or size[0] > 1.6 * size[1])
         if size is not None:
-            body = (f'<a href="{src}"><img src="{src}" alt="{_esc(caption)}" '
+            body = (f'<a href="{src}"><img src="{src}" alt="{esc(caption)}" '
                     f'width="{size[0]}" height="{size[1]}"></a>')
         elif pending:
-            parts.append(f'<figure><a href="{src}"><img src="{src}" alt="{_esc(caption)}"></a>'
-                         f'<figcaption>{_esc(caption)} (being drawn)</figcaption></figure>')
+            parts.append(f'<figure><a href="{src}"><img src="{src}" alt="{esc(caption)}"></a>'
+                         f'<figcaption>{esc(caption)} (being drawn)</figcaption></figure>')
             continue
         else:
-            body = f'<div class="missing">figure not found: {_esc(rel)}</div>'
+            body = f'<div class="missing">figure not found: {esc(rel)}</div>'
         attrs = ' class="wide"' if wide else ""
         parts.append(f"<figure{attrs}>{body}"
-                     f"<figcaption>{_esc(caption)}</figcaption></figure>")
+                     f"<figcaption>{esc(caption)}</figcaption></figure>")
     return f'<div class="figs">{"".join(parts)}</div>'
 
 
@@ -206,7 +206,7 @@ def _png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
-def _table_html(rows: Sequence[Mapping[str, Any]], index: bool = False,
+def table_html(rows: Sequence[Mapping[str, Any]], index: bool = False,
                 best_key: str | None = None, bars: bool = False) -> str:
     """Rows of dicts as a table; numbers right-aligned, optional best-row highlight.
 
@@ -219,7 +219,7 @@ def _table_html(rows: Sequence[Mapping[str, Any]], index: bool = False,
     style = {c: _column_style(rows, c) for c in columns}
     best = _best_row(rows, best_key)
     head = ('<th class="num">#</th>' if index else "") + "".join(
-        f'<th class="num">{_esc(c)}</th>' if numeric[c] else f"<th>{_esc(c)}</th>" for c in columns)
+        f'<th class="num">{esc(c)}</th>' if numeric[c] else f"<th>{esc(c)}</th>" for c in columns)
     body = []
     for i, row in enumerate(rows):
         cells = [f'<td class="num">{i + 1}</td>'] if index else []
@@ -227,11 +227,11 @@ def _table_html(rows: Sequence[Mapping[str, Any]], index: bool = False,
             value = row.get(c)
             if fraction[c] and value is not None:
                 cells.append(f'<td class="num"><span class="meter"><i style="width: {100 * value:.1f}%">'
-                             f'</i></span>{_esc(_fmt(value, style[c]))}</td>')
+                             f'</i></span>{esc(_fmt(value, style[c]))}</td>')
             elif numeric[c]:
-                cells.append(f'<td class="num">{_esc(_fmt(value, style[c]))}</td>')
+                cells.append(f'<td class="num">{esc(_fmt(value, style[c]))}</td>')
             else:
-                cells.append(f'<td class="name">{_esc(_fmt(value))}</td>')
+                cells.append(f'<td class="name">{esc(_fmt(value))}</td>')
         attrs = ' class="best"' if i == best else ""
         body.append(f'<tr{attrs}>{"".join(cells)}</tr>')
     return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
@@ -258,7 +258,7 @@ def _diagnosis_parts(diagnosis: Any) -> tuple[str, list[str], list[str]]:
 
 def _with_flags(text: str) -> str:
     """Escaped text with the `heron train` flags in it (--dropout 0.5) set as code."""
-    return _FLAG.sub(r"<code>\1</code>", _esc(text))
+    return _FLAG.sub(r"<code>\1</code>", esc(text))
 
 
 def _diagnosis_html(diagnosis: Any) -> str:
@@ -267,21 +267,21 @@ def _diagnosis_html(diagnosis: Any) -> str:
     tone = _VERDICT_TONE.get(verdict, "tone-none")
     cols = []
     if reasons:
-        cols.append("<div><h3>Why</h3><ul>" + "".join(f"<li>{_esc(r)}</li>" for r in reasons) + "</ul></div>")
+        cols.append("<div><h3>Why</h3><ul>" + "".join(f"<li>{esc(r)}</li>" for r in reasons) + "</ul></div>")
     if remedies:
         cols.append("<div><h3>What to try, in this order</h3><ol>"
                     + "".join(f"<li>{_with_flags(r)}</li>" for r in remedies) + "</ol></div>")
     body = f'<div class="diag-cols">{"".join(cols)}</div>' if cols else ""
     return (f'<section id="diagnosis" class="diagnosis {tone}"><h2>Diagnosis '
-            f'<span class="badge">{_esc(verdict)}</span></h2>{body}</section>')
+            f'<span class="badge">{esc(verdict)}</span></h2>{body}</section>')
 
 
-def _errors_html(errors: Sequence[str] | None) -> str:
+def errors_html(errors: Sequence[str] | None) -> str:
     """The skipped files as a scrolling list, or a line saying there were none."""
     if not errors:
         return '<p class="ok">No files were skipped.</p>'
     shown = errors[:_MAX_ERRORS_SHOWN]
-    items = "".join(f"<li>{_esc(e)}</li>" for e in shown)
+    items = "".join(f"<li>{esc(e)}</li>" for e in shown)
     more = len(errors) - len(shown)
     tail = f'<p class="sub">\u2026 and {more} more.</p>' if more > 0 else ""
     return f'<ol class="errors">{items}</ol>{tail}'
@@ -292,7 +292,7 @@ def _config_html(config: Mapping[str, Any] | None) -> str:
     if config is None:
         return '<p class="sub">No configuration recorded.</p>'
     text = json.dumps(config, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    return f"<details><summary>config.json</summary><pre>{_esc(text)}</pre></details>"
+    return f"<details><summary>config.json</summary><pre>{esc(text)}</pre></details>"
 
 
 # ---------------------------------------------------------------- page
@@ -304,27 +304,27 @@ def _page(run_dir: Path, title: str, summary, metrics, per_class, figures, error
     from heron import __version__
 
     top = _diagnosis_html(diagnosis) if diagnosis is not None else ""
-    sections = [("figures", "Figures", _figures_html(run_dir, figures, pending))]
+    sections = [("figures", "Figures", figures_html(run_dir, figures, pending))]
     if metrics:
         sections.append(("metrics", "Metrics per epoch",
-                         _table_html(metrics, index=True, best_key="valid_accuracy")))
+                         table_html(metrics, index=True, best_key="valid_accuracy")))
     if per_class:
-        sections.append(("per-class", "Per-class precision and recall", _table_html(per_class, bars=True)))
+        sections.append(("per-class", "Per-class precision and recall", table_html(per_class, bars=True)))
     count = len(errors or [])
-    sections.append(("skipped", f"Skipped files ({count})", _errors_html(errors)))
+    sections.append(("skipped", f"Skipped files ({count})", errors_html(errors)))
     sections.append(("config", "Configuration", _config_html(config)))
 
     nav = ('<a href="#diagnosis">Diagnosis</a>' if top else "") + "".join(
-        f'<a href="#{sid}">{_esc(name)}</a>' for sid, name, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{_esc(name)}</h2>{content}</section>'
+        f'<a href="#{sid}">{esc(name)}</a>' for sid, name, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{esc(name)}</h2>{content}</section>'
                    for sid, name, content in sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<header><h1>{_esc(title)}</h1><p class=\"sub\">run folder: {_esc(run_dir.name)}</p>"
-        f"{_summary_html(summary)}</header>\n<nav>{nav}</nav>\n{top}{body}\n"
-        f"<footer>Written by heron {_esc(__version__)}.</footer>\n</main>\n</body>\n</html>\n"
+        f"<title>{esc(title)}</title>\n<style>{REPORT_CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<header><h1>{esc(title)}</h1><p class=\"sub\">run folder: {esc(run_dir.name)}</p>"
+        f"{summary_html(summary)}</header>\n<nav>{nav}</nav>\n{top}{body}\n"
+        f"<footer>Written by heron {esc(__version__)}.</footer>\n</main>\n</body>\n</html>\n"
     )
 
 
