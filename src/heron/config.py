@@ -130,6 +130,7 @@ class DetectConfig:
     lr: float = 3e-3
     batch_size: int = 16
     weight_decay: float = 5e-4
+    noobj_weight: float = 0.5  # weight of the empty cells' objectness loss (YOLO v1's lambda_noobj)
     width: int = 128  # channels of the head (a 1x1 cut of the trunk's, then two 3x3 convs); 256 scored no better
     unfreeze: str | None = None  # after the head: fine-tune the last N trunk stages ("all": every one) on images
     finetune_epochs: int = 5

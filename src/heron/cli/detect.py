@@ -35,6 +35,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--width", type=int, default=_DEFAULTS.width, help="channels of the head's 3x3 convolutions")
+    p.add_argument("--noobj-weight", type=float, default=_DEFAULTS.noobj_weight,
+                   help="weight of the empty cells' objectness loss (default %(default)s)")
     p.add_argument("--unfreeze", metavar="N|all",
                    help="after the head, fine-tune the last N trunk stages on augmented images")
     p.add_argument("--finetune-epochs", type=int, default=_DEFAULTS.finetune_epochs)

@@ -194,7 +194,7 @@ def train(config: DetectConfig, resume: bool = False) -> DetectRun:
     head = model.head
     grid = head.map_shape[1:]
     max_boxes = min(MAX_BOXES, max([len(a.boxes) for a in train_items + valid_items] + [1]))
-    loss = YoloLoss(anchors, len(data.classes), grid, pre.size, max_boxes)
+    loss = YoloLoss(anchors, len(data.classes), grid, pre.size, max_boxes, noobj_weight=config.noobj_weight)
     copies = train_rows.shape[1]
     loaders = {
         "train": FeatureBatches(features, train_rows, _targets(train_items, anchors, grid, pre.size, max_boxes, copies),
