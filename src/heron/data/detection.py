@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heron.data.images import IMAGE_EXTENSIONS, _check_file, _open, _orientation, scan_files
+from heron.data.images import IMAGE_EXTENSIONS, image_size, scan_files
 from heron.errors import DataError, ImageError
 
 __all__ = [
@@ -52,7 +52,6 @@ Record = tuple[Path, int, int, list[Obj]]
 
 _LAYOUTS = ("images/ + annotations/ (VOC XML), images/ + labels/ (YOLO txt), images/ + a COCO .json, "
             "or a VOC devkit (JPEGImages/, Annotations/, ImageSets/Main/*.txt)")
-_TRANSPOSED = {5, 6, 7, 8}
 
 
 @dataclass
@@ -110,22 +109,6 @@ def _class_counts(anns: list[Annotation], c: int) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------- images
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of the upright image from its header only (no pixel decode).
-
-    EXIF orientations 5-8 swap the two, as `heron.data.images.load_image` does.
-    Raises `ImageError` for a missing, empty or unreadable file.
-    """
-    path = Path(path)
-    _check_file(path)
-    img = _open(path)
-    try:
-        width, height = img.size
-        return (height, width) if _orientation(img) in _TRANSPOSED else (width, height)
-    finally:
-        img.close()
 
 
 def _images_by_stem(image_dir: Path) -> dict[str, Path]:

@@ -38,6 +38,7 @@ __all__ = [
     "find_images",
     "scan_files",
     "is_image_file",
+    "image_size",
     "load_image",
     "try_load_image",
 ]
@@ -245,6 +246,22 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     elif mode != "RGB":
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8)  # (H, W, 3)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the upright image from its header only (no pixel decode).
+
+    EXIF orientations 5-8 swap the two, as `load_image` does. Raises
+    `ImageError` for a missing, empty or unreadable file.
+    """
+    path = Path(path)
+    _check_file(path)
+    img = _open(path)
+    try:
+        width, height = img.size
+        return (height, width) if _orientation(img) in _TRANSPOSED_ORIENTATIONS else (width, height)
+    finally:
+        img.close()
 
 
 def load_image(

@@ -18,9 +18,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
 
-from heron.data.images import find_images
+from heron.data.images import find_images, image_size
+from heron.data.synthetic import background
 from heron.errors import DataError
 
 __all__ = ["read_landmarks", "landmark_images", "landmark_targets", "write_landmark_shapes"]
@@ -97,14 +98,6 @@ def landmark_images(folder: str | Path, valid_pct: float = 0.2, seed: int = 0) -
     return train, valid
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) as decoded upright (EXIF orientations 5-8 swap the sides), from the header alone."""
-    with Image.open(path) as img:
-        width, height = img.size
-        orientation = img.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
 def landmark_targets(paths: list[Path], found: dict[Path, Points | None], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Targets `(N, 1 + 2K)`: p_c, then x/width, y/height per point (zeros without an object); sizes `(N, 2)`.
 
@@ -113,23 +106,12 @@ def landmark_targets(paths: list[Path], found: dict[Path, Points | None], k: int
     targets = np.zeros((len(paths), 1 + 2 * k), np.float32)
     sizes = np.zeros((len(paths), 2), np.float32)
     for i, path in enumerate(paths):
-        sizes[i] = _image_size(path)
+        sizes[i] = image_size(path)
         pts = found.get(Path(path).resolve())
         if pts is not None:
             targets[i, 0] = 1.0
             targets[i, 1:] = np.asarray(pts, np.float32) / np.tile(sizes[i], k)  # (2K,) as fractions
     return targets, sizes
-
-
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
-    try:
-        from heron.data.synthetic import _background as shared
-    except ImportError:  # pragma: no cover - the shapes set provides it today
-        shared = None
-    if shared is not None:
-        return shared(rng, size)
-    pixels = np.clip(rng.normal(120, 30, size=(size, size, 3)), 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels)
 
 
 def _triangle(rng: np.random.Generator, size: int, max_turn: float) -> list[tuple[float, float]]:
@@ -157,7 +139,7 @@ def write_landmark_shapes(folder: str | Path, images: int = 200, size: int = 96,
     rng = np.random.default_rng(seed)
     rows = []
     for n in range(images):
-        img = _background(rng, size)
+        img = background(rng, size)
         name = f"{n:04d}.png"
         if rng.uniform() < empty:
             rows.append([name] + [""] * 6)

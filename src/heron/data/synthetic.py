@@ -20,17 +20,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPES", "write_detection_shapes", "write_shapes"]
+__all__ = ["SHAPES", "background", "write_detection_shapes", "write_shapes"]
 
 SHAPES = ("circle", "square", "triangle")
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
-    """Smooth colour noise with a few faint lines."""
+def background(rng: np.random.Generator, size: int, float32_noise: bool = False) -> Image.Image:
+    """Smooth colour noise with a few faint lines.
+
+    `float32_noise` draws the noise in float32: the same look, a few times
+    faster for large sets (a different random stream, so older sets keep the default).
+    """
     coarse = rng.uniform(40, 200, size=(4, 4, 3))
     base = np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize((size, size), Image.BILINEAR), np.float32)
-    pixels = np.clip(base + rng.normal(0, 18, size=(size, size, 3)), 0, 255).astype(np.uint8)
-    img = Image.fromarray(pixels)
+    if float32_noise:
+        noise = rng.standard_normal((size, size, 3), dtype=np.float32) * 18
+    else:
+        noise = rng.normal(0, 18, size=(size, size, 3))
+    img = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     for _ in range(3):
         x0, y0, x1, y1 = rng.integers(0, size, 4).tolist()
@@ -61,7 +68,7 @@ def write_shapes(folder: str | Path, per_class: int = 60, size: int = 96, seed: 
     for shape in SHAPES:
         (folder / shape).mkdir(parents=True, exist_ok=True)
         for n in range(per_class):
-            img = _background(rng, size)
+            img = background(rng, size)
             side = int(rng.uniform(min_frac, max_frac) * size)
             x1, y1 = (int(v) for v in rng.integers(0, size - side + 1, 2))
             box = (x1, y1, x1 + side, y1 + side)
@@ -78,19 +85,6 @@ def write_shapes(folder: str | Path, per_class: int = 60, size: int = 96, seed: 
     return path
 
 
-def _fast_background(rng: np.random.Generator, size: int) -> Image.Image:
-    """`_background` with float32 noise (same look, a few times faster for large sets)."""
-    coarse = rng.uniform(40, 200, size=(4, 4, 3))
-    base = np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize((size, size), Image.BILINEAR), np.float32)
-    noise = rng.standard_normal((size, size, 3), dtype=np.float32) * 18
-    img = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    for _ in range(3):
-        x0, y0, x1, y1 = rng.integers(0, size, 4).tolist()
-        draw.line((x0, y0, x1, y1), fill=tuple(rng.integers(60, 200, 3).tolist()), width=1)
-    return img
-
-
 def _overlaps_too_much(box: tuple[int, int, int, int], placed: list[tuple[int, int, int, int]],
                        limit: float = 0.5) -> bool:
     """True when `box` covers more than `limit` of itself or of an already placed box."""
@@ -104,7 +98,7 @@ def _overlaps_too_much(box: tuple[int, int, int, int], placed: list[tuple[int, i
 
 def _scene(rng: np.random.Generator, size: int, count: int, min_frac: float, max_frac: float):
     """One image with up to `count` shapes: (PIL image, [(class index, (x1, y1, x2, y2))])."""
-    img = _fast_background(rng, size)
+    img = background(rng, size, float32_noise=True)
     objects, placed = [], []
     for _ in range(count):
         for _try in range(20):

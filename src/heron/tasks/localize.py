@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
+from heron.data.images import image_size
 from torch import nn
 
 from heron.config import LocalizeConfig
@@ -96,14 +96,6 @@ class BoxClassLoss(nn.Module):
         return classes + p_c + self.box_weight * boxes
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) as decoded upright (EXIF orientations 5-8 swap the sides), from the header alone."""
-    with Image.open(path) as img:
-        width, height = img.size
-        orientation = img.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
 def _targets(items, boxes: dict[Path, tuple]) -> tuple[torch.Tensor, int]:
     """`(N, 5)` targets: class, then the largest box as fractions (zeros without one); and how many had a box."""
     rows, found = [], 0
@@ -112,7 +104,7 @@ def _targets(items, boxes: dict[Path, tuple]) -> tuple[torch.Tensor, int]:
         if box is None:
             rows.append([label, 0.0, 0.0, 0.0, 0.0])
             continue
-        width, height = _image_size(path)
+        width, height = image_size(path)
         x1, y1, x2, y2 = box
         rows.append([label, x1 / width, y1 / height, x2 / width, y2 / height])
         found += 1
