@@ -147,9 +147,10 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"heron: error: {message}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    classes = load_detector(args.run).classes
+    detector = load_detector(args.run)
+    classes = detector.classes
     failed = bool(missing)
-    for path, found, error in predict(args.run, files, args.score_threshold):
+    for path, found, error in predict(detector, files, args.score_threshold):
         if error:
             print(f"heron: error: {error}", file=sys.stderr)
             failed = True

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from heron.config import DetectConfig
+from heron.data.images import image_size
 from heron.data.transforms import Preprocessing
 from heron.errors import DataError, TrainingError
 from heron.models import load_weights, save_weights
@@ -91,10 +92,7 @@ def _image_size(annotation) -> tuple[int, int]:
     """(width, height) of an annotated image, from its annotation or, if unknown, its header."""
     if annotation.width and annotation.height:
         return int(annotation.width), int(annotation.height)
-    from heron.data.metadata import read_header
-
-    meta = read_header(annotation.path)
-    return meta.width, meta.height
+    return image_size(annotation.path)
 
 
 def _input_boxes(annotation, input_size: tuple[int, int]) -> torch.Tensor:
@@ -217,7 +215,7 @@ def train(config: DetectConfig, resume: bool = False) -> DetectRun:
         found, valid_items = _image_detections(detector, valid_items, config.workers)
     else:
         found = _cached_detections(detector, features, valid_rows, [_image_size(a) for a in valid_items], device)
-    scores = _score(found, valid_items, data.classes)
+    scores = _score(found, [_truth(a) for a in valid_items], data.classes)
     metrics = {"map50": scores.map50, "map": scores.map, "ap50": _per_class(scores.ap50_per_class, data.classes),
                "valid_images": len(valid_items), "train_images": len(train_items),
                "seconds": round(time.time() - started, 2)}
@@ -240,10 +238,8 @@ def _image_detections(detector: Detector, items, workers: int | None) -> tuple[l
     """The whole (fine-tuned) network on the images of `items`: detections, and the items that were read."""
     by_path = {Path(a.path): a for a in items}
     found, kept = [], []
-    for x, sizes, batch, _ in _decoded([a.path for a in items], detector.pre, 16, workers):
-        if x is None:
-            continue
-        for path, detection in zip(batch, detector.detect_batch(x, sizes, EVAL_SCORE_THRESHOLD)):
+    for path, detection, error in _detect_paths(detector, [a.path for a in items], EVAL_SCORE_THRESHOLD, 16, workers):
+        if error is None:
             found.append(detection)
             kept.append(by_path[Path(path)])
     return found, kept
@@ -260,20 +256,21 @@ def _cached_detections(detector: Detector, features: np.ndarray, rows: np.ndarra
     return found
 
 
-def _truth(annotation) -> dict:
+def _truth(annotation, remap: np.ndarray | None = None) -> dict:
+    """An annotation's boxes and labels as tensors; `remap` maps its class ids to the run's."""
+    labels = np.asarray(annotation.labels, dtype=np.int64).reshape(-1)
     return {"boxes": torch.as_tensor(np.asarray(annotation.boxes, dtype=np.float32)).reshape(-1, 4),
-            "labels": torch.as_tensor(np.asarray(annotation.labels, dtype=np.int64)).reshape(-1)}
+            "labels": torch.as_tensor(labels if remap is None else remap[labels])}
 
 
-def _score(found: list[Detection], annotations, classes: list[str]):
+def _score(found: list[Detection], truths: list[dict], classes: list[str]):
     from heron.train.detection_metrics import evaluate_detections
 
-    return evaluate_detections([d.as_dict() for d in found], [_truth(a) for a in annotations], len(classes),
-                               class_names=classes)
+    return evaluate_detections([d.as_dict() for d in found], truths, len(classes), class_names=classes)
 
 
 def _per_class(values, classes: list[str]) -> dict:
-    return {name: (None if v is None or v != v else round(float(v), 4)) for name, v in zip(classes, values)}
+    return dict(zip(classes, _nan_none(values)))
 
 
 def _write(run: RunFolder, config, data, detector: Detector, metrics: dict, scores, history, errors, items,
@@ -288,8 +285,7 @@ def _write(run: RunFolder, config, data, detector: Detector, metrics: dict, scor
     run.write_json("config.json", {**config.to_dict(), "result": result})
     run.write_text("errors.txt", "".join(f"{e}\n" for e in errors))
     save_weights(detector.model, run / "model.safetensors", metadata={"format": "heron.YoloDetector"})
-    shown = [d for d in found]
-    draw_detection_grid([a.path for a in items], [_truth(a) for a in items], shown, data.classes,
+    draw_detection_grid([a.path for a in items], [_truth(a) for a in items], found, data.classes,
                         run / "detections.png", score_threshold=config.score_threshold)
     draw_pr_curves(scores.pr_curves, data.classes, run / "pr_curves.png")
     summary = {"data": config.data, "format": data.format, "classes": f"{len(data.classes)} ({', '.join(data.classes)})",
@@ -338,36 +334,32 @@ def load_detector(path: str | Path, precision: str = "auto") -> Detector:
                     resolve_precision(precision, "cpu"))
 
 
-def _decoded(paths: list[Path], pre: Preprocessing, batch_size: int, workers: int | None):
-    """Batches `(images uint8 (B, 3, H, W), original sizes, paths, errors)` squashed to the input size."""
+def _detect_paths(detector: Detector, paths: list[Path], score_threshold: float | None, batch_size: int,
+                  workers: int | None):
+    """Yield `(path, Detection | None, error | None)` per image: decoded squashed to the input size, detected."""
     from heron.data.loader import ImageFiles, image_loader
     from heron.transfer.maps import squash_transform
 
-    dataset = ImageFiles([(p, None) for p in paths], squash_transform(pre))
+    dataset = ImageFiles([(p, None) for p in paths], squash_transform(detector.pre))
     loader = image_loader(dataset, batch_size=batch_size, workers=workers if len(paths) > batch_size else 0)
     for x, _, idx, errors in loader:
-        batch = [paths[i] for i in idx.tolist()]
-        yield x, [_header_size(p) for p in batch], batch, [message for _, message in errors]
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    from heron.data.metadata import read_header
-
-    meta = read_header(path)
-    return meta.width, meta.height
-
-
-def predict(run: str | Path, paths: list[Path], score_threshold: float | None = None, batch_size: int = 8,
-            workers: int | None = 0, precision: str = "auto"):
-    """Yield `(path, Detection | None, error | None)` for each image, boxes in the image's own pixels."""
-    detector = load_detector(run, precision)
-    for x, sizes, batch, errors in _decoded(list(paths), detector.pre, batch_size, workers):
-        for message in errors:
+        for _, message in errors:
             yield None, None, message
         if x is None:
             continue
-        for path, found in zip(batch, detector.detect_batch(x, sizes, score_threshold)):
-            yield path, found, None
+        batch = [paths[i] for i in idx.tolist()]
+        found = detector.detect_batch(x, [image_size(p) for p in batch], score_threshold)
+        yield from ((path, detection, None) for path, detection in zip(batch, found))
+
+
+def predict(run: str | Path | Detector, paths: list[Path], score_threshold: float | None = None, batch_size: int = 8,
+            workers: int | None = 0, precision: str = "auto"):
+    """Yield `(path, Detection | None, error | None)` for each image, boxes in the image's own pixels.
+
+    `run`: a run folder, or a `Detector` already loaded from one.
+    """
+    detector = run if isinstance(run, Detector) else load_detector(run, precision)
+    yield from _detect_paths(detector, list(paths), score_threshold, batch_size, workers)
 
 
 def evaluate(run: str | Path, data: str | Path, out_png: str | Path | None = None) -> dict:
@@ -380,23 +372,21 @@ def evaluate(run: str | Path, data: str | Path, out_png: str | Path | None = Non
     unknown = sorted(set(loaded.classes) - set(detector.classes))
     if unknown:
         raise DataError(f"{data}: classes {unknown} were not in the trained run {run}")
-    remap = [detector.classes.index(c) for c in loaded.classes]
-    found, kept, errors = [], [], []
+    remap = np.asarray([detector.classes.index(c) for c in loaded.classes], dtype=np.int64)
+    found, truths, errors = [], [], []
     by_path = {Path(a.path): a for a in items}
-    for path, detection, error in predict(run, [a.path for a in items], EVAL_SCORE_THRESHOLD):
+    for path, detection, error in predict(detector, [a.path for a in items], EVAL_SCORE_THRESHOLD):
         if error:
             errors.append(error)
             continue
         found.append(detection)
-        annotation = by_path[Path(path)]
-        annotation.labels = np.asarray([remap[int(c)] for c in np.asarray(annotation.labels).reshape(-1)], np.int64)
-        kept.append(annotation)
-    if not kept:
+        truths.append(_truth(by_path[Path(path)], remap))
+    if not truths:
         raise TrainingError(f"{data}: no image could be read to evaluate on")
-    scores = _score(found, kept, detector.classes)
+    scores = _score(found, truths, detector.classes)
     if out_png:
         from heron.interpret.detection_figure import draw_pr_curves
 
         draw_pr_curves(scores.pr_curves, detector.classes, Path(out_png))
     return {"map50": scores.map50, "map": scores.map, "ap50": _per_class(scores.ap50_per_class, detector.classes),
-            "ap": _per_class(scores.ap_per_class, detector.classes), "images": len(kept), "errors": errors}
+            "ap": _per_class(scores.ap_per_class, detector.classes), "images": len(truths), "errors": errors}

@@ -34,6 +34,7 @@ import math
 import torch
 from torch import nn
 
+from heron.ops.anchors import shape_iou
 from heron.ops.boxes import box_iou
 
 __all__ = ["YoloHead", "YoloLoss", "encode_targets", "pack_targets", "decode", "TARGET_FIELDS"]
@@ -95,8 +96,6 @@ def encode_targets(boxes: torch.Tensor, labels: torch.Tensor, anchors: torch.Ten
     anchor's. Boxes without area are left out; when two boxes claim the same
     cell and anchor, the larger one keeps it.
     """
-    from heron.ops.anchors import shape_iou
-
     h, w = grid
     stride_y, stride_x = _strides(grid, input_size)
     target = torch.zeros(h, w, len(anchors), TARGET_FIELDS)
