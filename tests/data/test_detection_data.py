@@ -103,6 +103,7 @@ def test_synthetic_boxes_are_exact_and_some_images_empty(tmp_path):
     data = load_detection(tmp_path, valid_pct=0.0)
     assert any(len(a.labels) == 0 for a in data.train)
     assert any("background" in p for p in data.problems)
+    checked = 0
     for ann in data.train:
         if len(ann.labels) != 1 or SHAPES[ann.labels[0]] != "square":
             continue
@@ -110,6 +111,8 @@ def test_synthetic_boxes_are_exact_and_some_images_empty(tmp_path):
         x1, y1, x2, y2 = ann.boxes[0].astype(int)
         inside = pixels[y1:y2, x1:x2].reshape(-1, 3)
         assert (inside == inside[0]).all()  # a square fills its box with one colour
+        checked += 1
+    assert checked > 0
 
 
 def test_split_is_seeded(shapes_sets):
@@ -117,6 +120,8 @@ def test_split_is_seeded(shapes_sets):
     b = load_detection(shapes_sets["voc"], valid_pct=0.25, seed=5)
     assert len(a.valid) == 4 and len(a.train) == 12
     assert [x.path for x in a.valid] == [x.path for x in b.valid]
+    other = load_detection(shapes_sets["voc"], valid_pct=0.25, seed=6)
+    assert [x.path for x in other.valid] != [x.path for x in a.valid]
     assert "train" in a.summary() and "circle" in a.summary()
 
 

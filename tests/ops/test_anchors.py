@@ -41,6 +41,7 @@ def test_kmeans_is_deterministic_for_a_seed():
     wh = _planted(per=80, seed=3, jitter=0.4)  # overlapping clusters: the seed matters
     assert torch.equal(kmeans_anchors(wh, 6, seed=7), kmeans_anchors(wh, 6, seed=7))
     assert torch.equal(kmeans_anchors(wh.clone(), 6, seed=0), kmeans_anchors(wh, 6))
+    assert not torch.equal(kmeans_anchors(wh, 6, seed=7), kmeans_anchors(wh, 6, seed=0))
 
 
 def test_kmeans_with_as_many_clusters_as_distinct_shapes():

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heron.data.folders import SPLIT_OF_FOLDER, valid_count
 from heron.data.images import IMAGE_EXTENSIONS, image_size, scan_files
 from heron.errors import DataError, ImageError
 
@@ -537,9 +538,9 @@ def _check_all(found: _Found, index: dict[str, int], problems: list[str]) -> lis
 
 
 def _split_random(anns: list[Annotation], valid_pct: float, seed: int) -> tuple[list, list]:
-    """A seeded split: round(valid_pct * n) images to valid, the rest to train (both in path order)."""
+    """A seeded split: `valid_count` images to valid, the rest to train (both in path order)."""
     order = np.random.default_rng(seed).permutation(len(anns))
-    n_valid = int(round(valid_pct * len(anns)))
+    n_valid = valid_count(len(anns), valid_pct)
     chosen = set(order[:n_valid].tolist())
     return ([a for i, a in enumerate(anns) if i not in chosen], [a for i, a in enumerate(anns) if i in chosen])
 
@@ -572,9 +573,6 @@ def _split_devkit(anns: list[Annotation], splits: dict[str, list[str]], valid_pc
     return train, valid, test
 
 
-_SPLIT_FOLDERS = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
-
-
 def _split_folders(anns: list[Annotation], image_dir: Path) -> tuple[list, list, list] | None:
     """train/valid/test from images/{train,val,test}/ (the Ultralytics layout); None when not split so."""
     out: dict[str, list[Annotation]] = {"train": [], "valid": [], "test": []}
@@ -583,9 +581,9 @@ def _split_folders(anns: list[Annotation], image_dir: Path) -> tuple[list, list,
             top = a.path.relative_to(image_dir).parts[0].lower()
         except ValueError:
             return None
-        if top not in _SPLIT_FOLDERS:
+        if top not in SPLIT_OF_FOLDER:
             return None
-        out[_SPLIT_FOLDERS[top]].append(a)
+        out[SPLIT_OF_FOLDER[top]].append(a)
     return (out["train"], out["valid"], out["test"]) if out["train"] else None
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from heron.data.images import IMAGE_EXTENSIONS, find_images, is_image_file, scan_files
 from heron.errors import DataError
 
-__all__ = ["DataSplits", "Label", "Sample", "discover", "split_stratified"]
+__all__ = ["DataSplits", "Label", "Sample", "SPLIT_OF_FOLDER", "discover", "split_stratified", "valid_count"]
 
 Label = int | tuple[int, ...]  # class index, or sorted class indices when multi-label
 Sample = tuple[Path, Label]
@@ -41,6 +41,8 @@ Sample = tuple[Path, Label]
 _TRAIN_NAMES = ("train", "training")
 _VALID_NAMES = ("valid", "val", "validation")
 _TEST_NAMES = ("test", "testing")
+SPLIT_OF_FOLDER = {**{n: "train" for n in _TRAIN_NAMES}, **{n: "valid" for n in _VALID_NAMES},
+                   **{n: "test" for n in _TEST_NAMES}}  # a folder's name (lower case) -> the split it holds
 
 _PATH_HEADERS = {
     "path", "file", "filename", "file_name", "filepath", "fname",
@@ -127,8 +129,8 @@ def _indices(label: Label) -> tuple[int, ...]:
 # ------------------------------------------------------------------- split
 
 
-def _valid_count(n: int, valid_pct: float) -> int:
-    """Round half up, then keep at least one image on each side when there are two."""
+def valid_count(n: int, valid_pct: float) -> int:
+    """How many of `n` items a `valid_pct` split holds out: round half up, at least one on each side of two."""
     if n < 2 or valid_pct == 0:
         return 0
     return min(max(math.floor(n * valid_pct + 0.5), 1), n - 1)
@@ -184,7 +186,7 @@ def split_stratified(
     for key in sorted(strata):
         group = sorted(strata[key], key=_path_key)
         random.Random(f"heron-split:{seed}:{key}").shuffle(group)
-        k = _valid_count(len(group), valid_pct)
+        k = valid_count(len(group), valid_pct)
         valid += group[:k]
         train += group[k:]
     if valid_pct > 0 and any(isinstance(label, tuple) for _, label in samples):

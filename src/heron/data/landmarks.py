@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ImageDraw
 
+from heron.data.folders import split_stratified
 from heron.data.images import find_images, image_size
 from heron.data.synthetic import background
 from heron.errors import DataError
@@ -87,11 +88,8 @@ def landmark_images(folder: str | Path, valid_pct: float = 0.2, seed: int = 0) -
     if (folder / "train").is_dir() and (folder / "valid").is_dir():
         train, valid = find_images(folder / "train"), find_images(folder / "valid")
     else:
-        paths = find_images(folder)
-        order = np.random.default_rng(seed).permutation(len(paths))
-        n_valid = min(len(paths) - 1, max(1, round(len(paths) * valid_pct))) if valid_pct > 0 else 0
-        valid = sorted(paths[i] for i in order[:n_valid])
-        train = sorted(paths[i] for i in order[n_valid:])
+        split = split_stratified([(p, 0) for p in find_images(folder)], valid_pct, seed)
+        train, valid = ([p for p, _ in part] for part in split)
     if not train or not valid:
         raise DataError(f"{folder}: needs images to train and validate on (found {len(train)} and {len(valid)}); "
                         "add images or use train/ and valid/ folders")
