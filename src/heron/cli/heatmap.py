@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from heron.cli.predict import expand
     from heron.data.images import load_image
     from heron.data.transforms import eval_transform
-    from heron.interpret.cam import choose_method, class_maps
+    from heron.interpret.cam import choose_method, class_maps, probabilities
     from heron.interpret.heatmap import network_view, save_heatmap
 
     source, image_args = _load(args)
@@ -186,15 +186,18 @@ def run(args: argparse.Namespace) -> int:
             failed = True
             continue
         x = source.inputs(transform(image)[None].float().div_(255.0))  # (1, 3, h, w)
-        with torch.no_grad():
-            logits = source.model.eval()(x)
-        probs = torch.sigmoid(logits[0]) if source.multilabel else torch.softmax(logits[0].float(), dim=0)
-        index = int(probs.argmax()) if wanted is None else wanted
+        index = wanted
+        if args.hires:  # the dilated copy maps; the title keeps the model's own prediction
+            with torch.no_grad():
+                probs = probabilities(source.model.eval()(x), source.multilabel)[0]
+            index = int(probs.argmax()) if wanted is None else wanted
         try:
             result = class_maps(maps_from, x, method, index, args.layer, pool=not args.hires,
                                 multilabel=source.multilabel)
         except ValueError as err:
             raise ModelError(f"--method {method}: {err}") from None
+        if not args.hires:  # one forward: the maps' own pass gives the probabilities
+            probs, index = result.probs[0], int(result.classes[0])
         title, subtitle = _titles(path, source.labels, probs, index, method, args.hires)
         name = _png_name(path, method + ("_hires" if args.hires else ""), used)
         written = save_heatmap(out / name, network_view(image, source.pre), result.maps[0], title, subtitle,

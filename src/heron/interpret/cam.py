@@ -37,7 +37,7 @@ from torch import nn
 from heron.transfer.model import ClassifierModel
 
 __all__ = ["ClassMaps", "METHODS", "cam", "grad_cam", "fcn_map", "class_maps", "choose_method",
-           "default_layer", "find_layer", "upsample"]
+           "default_layer", "find_layer", "probabilities", "upsample"]
 
 METHODS = ("auto", "cam", "gradcam", "fcn")
 
@@ -123,7 +123,8 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
 
-def _activate(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+def probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """`(N, C)` logits -> softmax probabilities (sigmoid when multi-label), detached, float32."""
     logits = logits.detach().float()
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
@@ -164,7 +165,7 @@ def cam(model: nn.Module, x: torch.Tensor, class_idx: ClassIndex = None, multila
         fmap = backbone.forward_features(normalise(x)).float()  # (N, K, h, w)
         weight, bias = _affine_weights(head, channels)  # (classes, K), (classes,)
         logits = fmap.mean(dim=(2, 3)) @ weight.T + bias  # (N, classes)
-        probs = _activate(logits, multilabel)
+        probs = probabilities(logits, multilabel)
         idx = _class_indices(class_idx, probs)
         maps = torch.einsum("nk,nkhw->nhw", weight[idx], fmap)  # (N, h, w)
     return ClassMaps(maps, probs, idx)
@@ -193,7 +194,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, class_idx: ClassIndex = None,
         with _evaluating(model), torch.inference_mode(False), torch.enable_grad():
             x = x.detach().clone().requires_grad_(True)  # every activation then has a gradient
             logits = _logits(model, x)  # (N, classes)
-            probs = _activate(logits, multilabel)
+            probs = probabilities(logits, multilabel)
             idx = _class_indices(class_idx, probs)
             if not kept:
                 raise ValueError(f"Grad-CAM layer {type(target).__name__} is not used by the model's forward")
@@ -217,7 +218,7 @@ def fcn_map(model: nn.Module, x: torch.Tensor, class_idx: ClassIndex = None, poo
         raise ValueError(f"{type(head).__name__} has no class map (train with `--head fcn`); use cam or grad_cam")
     with _evaluating(model), torch.no_grad():
         fmap = backbone.forward_features(normalise(x))  # (N, C, h, w)
-        probs = _activate(head(fmap), multilabel)
+        probs = probabilities(head(fmap), multilabel)
         idx = _class_indices(class_idx, probs)
         maps = _pick(head.class_map(fmap, pool=pool), idx)  # (N, h', w')
     return ClassMaps(maps, probs, idx)
@@ -240,9 +241,9 @@ def class_maps(model: nn.Module, x: torch.Tensor, method: str = "auto", class_id
 def _trunk_groups(model: nn.Module) -> "dict[str, nn.Module]":
     """The trunk's named layer groups (stem, stage1.., neck) of a run's model or a zoo model; {} otherwise."""
     backbone = model.backbone if isinstance(model, ClassifierModel) else model
-    if not callable(getattr(backbone, "layer_groups", None)) or not hasattr(backbone, "forward_features"):
+    if not callable(getattr(backbone, "trunk_groups", None)):
         return {}
-    return {name: group for name, group in backbone.layer_groups().items() if name != "head"}
+    return dict(backbone.trunk_groups())
 
 
 def default_layer(model: nn.Module) -> nn.Module:

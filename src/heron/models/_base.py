@@ -74,6 +74,10 @@ class Backbone(nn.Module):
             groups["head"] = self.head
         return groups
 
+    def trunk_groups(self) -> "OrderedDict[str, nn.Module]":
+        """`layer_groups` without the classifier: the trunk from input to `forward_features`' output."""
+        return OrderedDict((name, group) for name, group in self.layer_groups().items() if name != "head")
+
     def torchvision_key_map(self) -> dict[str, str]:
         """Map each of our state-dict keys to torchvision's key for the same tensor."""
         raise NotImplementedError(f"{type(self).__name__} has no torchvision counterpart")

@@ -9,7 +9,7 @@ DeepLab). The map doubles in each direction with the same weights; features
 stay close to the originals, so a head trained on the original trunk still
 applies. It is the strided-conv counterpart of the seeds' "remove the last
 max pool" for VGG, and it works through the model interface only
-(`layer_groups()`), so every zoo family gets it.
+(`trunk_groups()`), so every zoo family gets it.
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ def _stride(module: nn.Module) -> int:
     return max(stride) if isinstance(stride, tuple) else int(stride or 1)
 
 
-def _trunk_groups(backbone: nn.Module) -> list[nn.Module]:
-    """The backbone's layer groups from input to output, without its classifier."""
-    return [group for name, group in backbone.layer_groups().items() if name != "head"]
+def _pad_same(conv: nn.Conv2d) -> None:
+    """Padding that keeps a stride-1 conv's output the size of its input (Conv2dSame computes its own)."""
+    if not isinstance(conv, Conv2dSame):
+        conv.padding = tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
 
 
 def _dilate(conv: nn.Conv2d, factor: int) -> None:
     """Multiply `conv`'s dilation by `factor`, padding so its output keeps its size."""
     conv.dilation = tuple(d * factor for d in conv.dilation)
-    if not isinstance(conv, Conv2dSame):  # Conv2dSame computes its padding from the dilation
-        conv.padding = tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
+    _pad_same(conv)
 
 
 def dilate_last_stride(backbone: nn.Module) -> nn.Module:
@@ -50,7 +50,7 @@ def dilate_last_stride(backbone: nn.Module) -> nn.Module:
     in each direction (7x7 -> 14x14 at 224 for EfficientNet-Lite0 and ResNet).
     Raises ValueError when the trunk never downsamples.
     """
-    groups = _trunk_groups(backbone)
+    groups = list(backbone.trunk_groups().values())
     strided = [i for i, g in enumerate(groups) if any(_stride(m) > 1 for m in g.modules())]
     if not strided:
         raise ValueError(f"{type(backbone).__name__}: no strided layer to remove")
@@ -69,7 +69,6 @@ def _remove_stride(module: nn.Module) -> None:
     """A stride-2 conv becomes stride 1; a pool becomes the identity (kernel 1, stride 1)."""
     if isinstance(module, nn.Conv2d):
         module.stride = (1, 1)
-        if not isinstance(module, Conv2dSame):
-            module.padding = tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+        _pad_same(module)
     else:  # a pooling layer
         module.kernel_size, module.stride, module.padding = 1, 1, 0
