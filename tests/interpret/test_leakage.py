@@ -7,6 +7,7 @@ image size, the EXIF camera model, or copies across the split.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -151,8 +152,8 @@ def test_header_scan_decodes_no_pixels_and_a_truncated_file_fails_only_the_pixel
     assert metas[2].error is None and "cut.jpg" in metas[2].pixel_error and metas[2].phash is None
     assert metas[0].pixel_error is None and metas[0].phash is not None and len(metas[0].mean_rgb) == 3
     assert metas[3].pixel_error is None and metas[3].phash is None  # never reached the pixel pass
-    index, *_ = next(pixel_stats([photo], workers=0))
-    assert index == 0
+    index, _, _, digest, error = next(pixel_stats([photo], workers=0))
+    assert (index, error) == (0, None) and digest == hashlib.blake2b(photo.read_bytes(), digest_size=16).hexdigest()
 
 
 # ------------------------------------------------------------------- plants

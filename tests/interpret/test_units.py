@@ -22,7 +22,7 @@ from heron.data.transforms import Preprocessing, eval_transform
 from heron.errors import ModelError
 from heron.interpret.units import DEFAULT_UNITS, crop_patches, top_patches
 from heron.models import build
-from heron.models.receptive import patch_box, receptive_field, receptive_fields
+from heron.models.receptive import receptive_field, receptive_fields
 
 SIZE = 64
 
@@ -143,7 +143,11 @@ def test_crops_are_the_boxes_of_the_winners_and_each_image_is_decoded_once(lite0
     assert sorted(counted.calls) == sorted({p.image for row in result.patches for p in row})
     for row, patches in zip(crops, result.patches):
         for crop, p in zip(row, patches):
-            x1, y1, x2, y2 = patch_box(p.position, field)
+            # the window from the field's own numbers, cut to the image, not from the box crop_patches uses
+            (i, j), (height, width) = p.position, dataset[p.image][0].shape[1:]
+            y1, x1 = field.start[0] + i * field.jump[0], field.start[1] + j * field.jump[1]
+            y2, x2 = min(y1 + field.size[0], height), min(x1 + field.size[1], width)
+            y1, x1 = max(y1, 0), max(x1, 0)
             assert torch.equal(crop, dataset[p.image][0][:, y1:y2, x1:x2])
 
 
@@ -188,7 +192,7 @@ def _gradient_support(model, layer, size, position):
         ("googlenet", (75, 67), ["body.stage1.inception3a"]),  # concatenated branches
     ],
 )
-def test_patch_box_is_exactly_the_gradient_support(arch, size, layers):
+def test_field_box_is_exactly_the_gradient_support(arch, size, layers):
     torch.manual_seed(0)
     model = _linear_positive(build(arch, include_top=False))
     fields = receptive_fields(model, size)
@@ -197,7 +201,7 @@ def test_patch_box_is_exactly_the_gradient_support(arch, size, layers):
         h, w = field.map_size
         for position in [(0, 0), (h // 2, w // 2), (h - 1, w - 1), (h - 1, 1)]:
             box, full = _gradient_support(model, layer, size, position)
-            assert box == patch_box(position, field), (layer, position)
+            assert box == field.box(position), (layer, position)
             assert full
 
 
@@ -206,7 +210,7 @@ def test_with_relu_and_max_pool_the_gradient_stays_inside_the_box():
     model = build("vgg11", include_top=False).double().eval()
     field = receptive_field(model, "body.2.1", (64, 64))
     for position in [(0, 0), (4, 5), (7, 7)]:
-        x1, y1, x2, y2 = patch_box(position, field)
+        x1, y1, x2, y2 = field.box(position)
         (bx1, by1, bx2, by2), _ = _gradient_support(model, "body.2.1", (64, 64), position)
         assert x1 <= bx1 and y1 <= by1 and bx2 <= x2 and by2 <= y2
 

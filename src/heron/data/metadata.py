@@ -24,19 +24,17 @@ import calendar
 import math
 import hashlib
 import os
-import struct
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from heron.data.images import try_load_image
-from heron.data.loader import default_workers
+from heron.data.images import _DECODE_ERRORS, _EXIF_ORIENTATION, _TRANSPOSED_ORIENTATIONS, try_load_image
+from heron.data.loader import _single_thread_worker, default_workers
 
 __all__ = ["FileMeta", "NUMERIC_FIELDS", "CATEGORICAL_FIELDS", "HASH_BITS", "hamming", "phash", "image_phash", "read_header", "scan_headers",
            "pixel_stats", "scan_metadata"]
@@ -44,12 +42,11 @@ __all__ = ["FileMeta", "NUMERIC_FIELDS", "CATEGORICAL_FIELDS", "HASH_BITS", "ham
 HASH_BITS = 64
 _HASH_SIDE = 32  # the hash looks at a 32x32 grey thumbnail; JPEGs decode at the draft scale just above it
 _FLAT_STD = 1.0  # a grey thumbnail flatter than this (0..255) has no structure to hash
-_OPEN_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError)
+_OPEN_ERRORS = _DECODE_ERRORS + (TypeError, KeyError)
 
 # EXIF tags (TIFF 6.0 / EXIF 2.3 numbers)
-_MAKE, _MODEL, _DATETIME, _ORIENTATION = 0x010F, 0x0110, 0x0132, 0x0112
+_MAKE, _MODEL, _DATETIME = 0x010F, 0x0110, 0x0132
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
-_TRANSPOSED = {5, 6, 7, 8}
 
 # The IJG (libjpeg) luminance table at quality 50; every quality scales it (Annex K of ITU T.81).
 _IJG_LUMA_SUM = sum((
@@ -152,7 +149,7 @@ def _exif_fields(img: Image.Image) -> tuple[str | None, str | None, str | None, 
     try:
         exif = img.getexif()
         taken = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
-        orientation = int(exif.get(_ORIENTATION, 1) or 1)
+        orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
     except _OPEN_ERRORS:
         return None, None, None, 1
     return _text(exif.get(_MAKE)), _text(exif.get(_MODEL)), _text(taken), orientation
@@ -204,7 +201,7 @@ def read_header(path: str | os.PathLike) -> FileMeta:
     except (Image.DecompressionBombError, *_OPEN_ERRORS) as exc:
         meta.error = f"{path}: cannot be read ({exc})"
         return meta
-    if orientation in _TRANSPOSED:
+    if orientation in _TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     meta.width, meta.height = width, height
     return meta
@@ -304,10 +301,6 @@ class _PixelPass(Dataset):
         return index, mean, image_phash(rgb), digest, None
 
 
-def _one_thread(_: int) -> None:
-    torch.set_num_threads(1)
-
-
 def pixel_stats(paths: Sequence[str | os.PathLike], workers: int | None = None, batch_size: int = 64,
                 progress: bool = False) -> Iterator[tuple[int, tuple | None, int | None, str | None, str | None]]:
     """(index, mean RGB, phash, digest, error) for every path, in order, decoded in worker processes.
@@ -322,7 +315,7 @@ def pixel_stats(paths: Sequence[str | os.PathLike], workers: int | None = None, 
     if len(dataset) <= batch_size:
         workers = 0
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=list,
-                        worker_init_fn=_one_thread if workers else None,
+                        worker_init_fn=_single_thread_worker if workers else None,
                         prefetch_factor=4 if workers else None)
     with tqdm(total=len(dataset), desc="pixels", unit="img", disable=not progress, leave=False) as bar:
         for batch in loader:

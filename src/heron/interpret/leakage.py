@@ -271,21 +271,23 @@ def _all_metadata(train: dict, valid: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.hstack(x_train), np.hstack(x_valid)
 
 
-def _predictions(train: dict, valid: dict, y_train: np.ndarray, seed: int) -> dict[str, tuple[str, np.ndarray | None]]:
-    """name -> (kind, valid predictions), None for a feature with one value in train (nothing to learn)."""
+def _predictions(train: dict, valid: dict, y_train: np.ndarray, seed: int) -> dict[str, tuple[str, np.ndarray | None, int]]:
+    """name -> (kind, valid predictions, distinct train values); predictions None for a feature with one
+    value in train (nothing to learn)."""
     fallback = int(np.bincount(y_train).argmax())
-    out: dict[str, tuple[str, np.ndarray | None]] = {}
+    out: dict[str, tuple[str, np.ndarray | None, int]] = {}
     for name, (kind, column) in train.items():
-        if _distinct(kind, column) < 2:
-            out[name] = (kind, None)
+        values = _distinct(kind, column)
+        if values < 2:
+            out[name] = (kind, None, values)
         elif kind == "categorical":
-            out[name] = (kind, _lookup_predict(column, y_train, valid[name][1], fallback))
+            out[name] = (kind, _lookup_predict(column, y_train, valid[name][1], fallback), values)
         else:
-            out[name] = (kind, _tree_predict(column, y_train, valid[name][1], 4, seed))
-    tested = [n for n, (_, p) in out.items() if p is not None and n != "mean_colour"]
+            out[name] = (kind, _tree_predict(column, y_train, valid[name][1], 4, seed), values)
+    tested = [n for n, (_, p, _) in out.items() if p is not None and n != "mean_colour"]
     if len(tested) > 1:
         x_train, x_valid = _all_metadata(train, valid)
-        out["all_metadata"] = ("group", _tree_predict(x_train, y_train, x_valid, 6, seed))
+        out["all_metadata"] = ("group", _tree_predict(x_train, y_train, x_valid, 6, seed), 0)
     return out
 
 
@@ -293,10 +295,9 @@ def _signals(train: dict, valid: dict, y_train: np.ndarray, y_valid: np.ndarray,
              image_accuracy: float | None, seed: int) -> list[Signal]:
     """Every feature scored on valid, tested against chance (Bonferroni over those tested), graded."""
     predictions = _predictions(train, valid, y_train, seed)
-    tests = sum(p is not None for _, p in predictions.values())
+    tests = sum(p is not None for _, p, _ in predictions.values())
     signals = []
-    for name, (kind, pred) in predictions.items():
-        values = _distinct(kind, train[name][1]) if name in train else 0
+    for name, (kind, pred, values) in predictions.items():
         if pred is None:
             signals.append(Signal(name, kind, None, 0, len(y_valid), chance, 1.0, 1.0, "n/a", values))
             continue
@@ -405,13 +406,13 @@ def near_duplicates(train_hashes: Sequence[int | None], valid_hashes: Sequence[i
 
 
 def _duplicates(train: Sequence[tuple[FileMeta, int]], valid: Sequence[tuple[FileMeta, int]],
-                classes: Sequence[str], max_bits: int) -> list[Duplicate]:
+                classes: Sequence[str]) -> list[Duplicate]:
     """One entry per valid image with an identical file (same bytes) or a near-duplicate in train."""
     by_digest = {}
     for i, (m, _) in enumerate(train):
         if m.digest is not None:
             by_digest.setdefault(m.digest, i)
-    near = near_duplicates([m.phash for m, _ in train], [m.phash for m, _ in valid], max_bits)
+    near = near_duplicates([m.phash for m, _ in train], [m.phash for m, _ in valid])  # the bits reports state
     found = []
     for j, (m, label) in enumerate(valid):
         same = by_digest.get(m.digest) if m.digest is not None else None
@@ -477,7 +478,7 @@ def _verdict(signals: list[Signal], dup_grade: str) -> str:
 
 def analyse(classes: Sequence[str], train: Sequence[tuple[FileMeta, int]], valid: Sequence[tuple[FileMeta, int]],
             image_accuracy: float | None = None, *, source: str = "", image_source: str = "",
-            max_bits: int = NEAR_DUPLICATE_BITS, seed: int = 0) -> Leakage:
+            seed: int = 0) -> Leakage:
     """The leakage check on scanned files: (FileMeta, class index) per image of each split.
 
     Files whose header could not be read are left out and listed in `skipped`.
@@ -499,7 +500,7 @@ def analyse(classes: Sequence[str], train: Sequence[tuple[FileMeta, int]], valid
     labels = np.concatenate([y_train, y_valid])
     tables = [row for name in _CATEGORICAL
               for row in concentrations(name, np.concatenate([f_train[name][1], f_valid[name][1]]), labels, classes)]
-    dups = _duplicates(train, valid, classes, max_bits)
+    dups = _duplicates(train, valid, classes)
     dup_grade = grade_duplicates(sum(d.same_label for d in dups), len(valid))
     tests = sum(s.grade != "n/a" for s in signals)
     reasons = _reasons(signals, dups, dup_grade, chance, image_accuracy, len(valid), tests)
@@ -517,7 +518,7 @@ def check_splits(data: DataSplits) -> None:
 
 
 def find_leakage(data: DataSplits, image_accuracy: float | None = None, *, image_source: str = "",
-                 workers: int | None = None, pixels: bool = True, max_bits: int = NEAR_DUPLICATE_BITS,
+                 workers: int | None = None, pixels: bool = True,
                  seed: int = 0, progress: bool = False) -> Leakage:
     """Scan a dataset's train and valid files and check them for label leakage (see the module docstring).
 
@@ -532,7 +533,7 @@ def find_leakage(data: DataSplits, image_accuracy: float | None = None, *, image
     pairs = [(m, int(y)) for m, (_, y) in zip(metas, samples)]
     n = len(data.train)
     return analyse(data.classes, pairs[:n], pairs[n:], image_accuracy, source=str(data.root),
-                   image_source=image_source, max_bits=max_bits, seed=seed)
+                   image_source=image_source, seed=seed)
 
 
 # ------------------------------------------------------------------ terminal

@@ -48,7 +48,7 @@ from torch import nn
 from heron.errors import ModelError
 from heron.nn.layers import Conv2dSame
 
-__all__ = ["ReceptiveField", "receptive_fields", "receptive_field", "patch_box"]
+__all__ = ["ReceptiveField", "receptive_fields", "receptive_field"]
 
 Axis = tuple[int, int, int, int, int]  # (size, jump, start, lo, hi) along one axis
 Geometry = tuple[Axis, Axis]  # (rows, columns)
@@ -92,11 +92,6 @@ class ReceptiveField:
             return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
 
         return f"{self.size[0]}x{self.size[1]} px, jump {pair(self.jump)}, start {pair(self.start)}"
-
-
-def patch_box(position: tuple[int, int], field: ReceptiveField) -> Box:
-    """The input pixels `(x1, y1, x2, y2)` (x2, y2 exclusive) that position `(i, j)` of a layer sees, clipped."""
-    return field.box(position)
 
 
 def receptive_fields(model: nn.Module, input_size: tuple[int, int], in_chans: int | None = None) -> dict[str, ReceptiveField]:
