@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from heron.interpret.plots import _save as _save_png
+from heron.interpret.plots import save_png as _save_png
 from heron.scratch.filters import (
     apply_filter,
     classic_filters,

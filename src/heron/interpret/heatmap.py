@@ -12,14 +12,12 @@ atomically.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from heron._atomic import atomic_save
 from heron.data.transforms import Preprocessing, eval_transform
 from heron.interpret.cam import upsample
 
@@ -98,12 +96,9 @@ def save_heatmap(path: str | Path, image: torch.Tensor, heat: torch.Tensor, titl
         bar = fig.colorbar(ScalarMappable(cmap=colormap), cax=bar_ax, ticks=[0, 1])
         bar.ax.set_yticklabels(["low", "high"], fontsize=8)
 
-    def write(tmp: str) -> None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Glyph .* missing from")  # names in any script
-            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
+    from heron.interpret.plots import save_png
 
-    return atomic_save(path, write)
+    return save_png(fig, path, dpi=DPI)
 
 
 def _plain(text: str) -> str:

@@ -39,9 +39,9 @@ def save_figure(fig, out: Path, dpi: int = 90) -> Path:
     """Write `fig` as PNG to `out` atomically (temp file + rename) and close it."""
     import matplotlib.pyplot as plt
 
-    from heron._atomic import atomic_save
+    from heron.interpret.plots import save_png
 
     try:
-        return atomic_save(Path(out), lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+        return save_png(fig, Path(out), dpi=dpi)
     finally:
         plt.close(fig)

@@ -53,17 +53,20 @@ def _new_figure(width: float, height: float, layout: str | None = "constrained")
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write `fig` as a PNG at `path` atomically (temp file + rename)."""
+def save_png(fig: Figure, path: str | os.PathLike, dpi: float | str = DPI) -> Path:
+    """Write `fig` as a PNG at `path` atomically (temp file + rename); `dpi="figure"` keeps the figure's own."""
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
             # Users' class names may hold glyphs the default font lacks.
             warnings.filterwarnings("ignore", message=r"Glyph .* missing from")
             warnings.filterwarnings("ignore", message=r".*constrained_layout not applied")
-            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white", pil_kwargs={"compress_level": 1})
+            fig.savefig(tmp, format="png", dpi=dpi, facecolor="white", pil_kwargs={"compress_level": 1})
 
     return atomic_save(path, write)
+
+
+_save = save_png
 
 
 def _label(text: Any, max_len: int = 24) -> str:

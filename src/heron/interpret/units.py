@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from heron._atomic import atomic_save
 from heron.errors import ModelError
 from heron.models.receptive import ReceptiveField
 
@@ -309,7 +308,9 @@ def plot_unit_grid(
             ax.set_title(f"{patches[c].activation:.2f}", fontsize=7, pad=2)
         axes[r][0].set_ylabel(f"unit {unit}", fontsize=9)
     fig.suptitle(_title(result, field_, label), fontsize=10)
-    return _save(fig, path)
+    from heron.interpret.plots import save_png
+
+    return save_png(fig, path, dpi="figure")
 
 
 def _title(result: TopPatches, field_: ReceptiveField, label: str) -> str:
@@ -318,9 +319,3 @@ def _title(result: TopPatches, field_: ReceptiveField, label: str) -> str:
     return (f"{where} {result.layer}: top {max(len(p) for p in result.patches)} patches of units {units}\n"
             f"over {result.images} images; receptive field {field_.describe()} (grey: outside the image)")
 
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", facecolor="white")
-
-    return atomic_save(path, write)
