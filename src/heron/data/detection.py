@@ -378,14 +378,21 @@ def _check_box(source: Path, name: str, box: tuple[float, ...], width: int, heig
     return cx1, cy1, cx2, cy2
 
 
-def _annotation(record: Record, source: Path, index: dict[str, int], problems: list[str]) -> Annotation | None:
-    """Check one record against its image and the classes; None when the image is unusable."""
+def _annotation(record: Record, source: Path, index: dict[str, int], problems: list[str],
+                sized: bool = False) -> Annotation | None:
+    """Check one record against its image and the classes; None when the image is unusable.
+
+    `sized`: the record's size was read from the image's own header (YOLO's), not stated by a file.
+    """
     path, stated_w, stated_h, objects = record
-    try:
-        width, height = image_size(path)
-    except ImageError as err:
-        problems.append(f"{source}: image skipped: {err}")
-        return None
+    if sized:
+        width, height = stated_w, stated_h
+    else:
+        try:
+            width, height = image_size(path)
+        except ImageError as err:
+            problems.append(f"{source}: image skipped: {err}")
+            return None
     if stated_w and stated_h and (stated_w, stated_h) != (width, height):
         problems.append(f"{source}: states size {stated_w}x{stated_h} but {path.name} is {width}x{height}; "
                         f"boxes kept as written, clipped to the image")
@@ -414,6 +421,7 @@ class _Found:
     classes: list[str] | None = None  # fixed by the files (YOLO, COCO); None: from the names used (VOC)
     splits: dict[str, list[str]] | None = None  # devkit ImageSets/Main: split -> image stems
     notes: list[str] = field(default_factory=list)
+    sized: bool = False  # the records' sizes come from the images' headers (nothing to check them against)
 
 
 def _devkit_root(root: Path) -> Path | None:
@@ -474,7 +482,7 @@ def _find_yolo(root: Path, classes: list[str] | None, problems: list[str]) -> _F
             problems.append(f"{txt}: image skipped: {err}")
         except (OSError, UnicodeDecodeError) as err:
             problems.append(f"{txt}: unreadable label file ({err}); image skipped")
-    return _Found("yolo", records, classes=list(names), notes=notes)
+    return _Found("yolo", records, classes=list(names), notes=notes, sized=True)
 
 
 def _coco_file(root: Path) -> Path | None:
@@ -533,7 +541,7 @@ def _has_images(folder: Path) -> bool:
 
 
 def _check_all(found: _Found, index: dict[str, int], problems: list[str]) -> list[Annotation]:
-    anns = [_annotation(rec, src, index, problems) for rec, src in found.records]
+    anns = [_annotation(rec, src, index, problems, found.sized) for rec, src in found.records]
     return [a for a in anns if a is not None]
 
 

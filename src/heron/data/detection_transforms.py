@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 
 from heron.data.detection import Annotation
 from heron.data.images import load_image
-from heron.data.loader import _single_thread_worker, default_workers
+from heron.data.loader import image_loader
 from heron.errors import ImageError
 
 __all__ = [
@@ -149,9 +149,6 @@ def detection_collate(batch):
 
 def detection_loader(dataset: Dataset, batch_size: int = 16, shuffle: bool = False, workers: int | None = None,
                      generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
-    """A DataLoader over `DetectionImages` with single-threaded workers and `detection_collate`."""
-    workers = default_workers() if workers is None else workers
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
-                      num_workers=workers, collate_fn=detection_collate,
-                      worker_init_fn=_single_thread_worker if workers else None,
-                      prefetch_factor=4 if workers else None)
+    """`heron.data.loader.image_loader` over `DetectionImages`, batched by `detection_collate`."""
+    return image_loader(dataset, batch_size, shuffle, workers, generator, collate_fn=detection_collate,
+                        drop_last=drop_last)

@@ -125,20 +125,23 @@ def image_loader(
     workers: int | None = None,
     generator: torch.Generator | None = None,
     batch_sampler: Sampler[list[int]] | None = None,
+    collate_fn=None,
+    drop_last: bool = False,
 ) -> DataLoader:
     """A DataLoader with single-threaded workers and the error-tolerant collate.
 
     `batch_sampler` (e.g. `heron.train.distributed.GlobalBatchSampler`, for
     training on several processes) chooses the batches instead of
-    `batch_size`, `shuffle` and `generator`.
+    `batch_size`, `shuffle` and `generator`. `collate_fn`: another
+    error-tolerant collate (detection's, which keeps each image's boxes).
     """
     workers = default_workers() if workers is None else workers
     batching = (dict(batch_sampler=batch_sampler) if batch_sampler is not None
-                else dict(batch_size=batch_size, shuffle=shuffle, generator=generator))
+                else dict(batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last))
     return DataLoader(
         dataset,
         num_workers=workers,
-        collate_fn=collate_images,
+        collate_fn=collate_fn or collate_images,
         worker_init_fn=_single_thread_worker if workers else None,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from heron.ops.boxes import box_iou
+
 __all__ = ["COCO_IOU_THRESHOLDS", "DetectionScores", "Detections", "GroundTruth", "coco_interpolated_precision",
            "coco_ap", "evaluate_detections", "voc_ap"]
 
@@ -140,13 +142,8 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
 # Matching -----------------------------------------------------------------------------------------------------
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU `ndarray[D, G]` of xyxy boxes `a ndarray[D, 4]` and `b ndarray[G, 4]` (float64; empty union gives 0)."""
-    w = (np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])).clip(min=0)
-    h = (np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])).clip(min=0)
-    inter = w * h
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    """IoU `ndarray[D, G]` of xyxy boxes `a ndarray[D, 4]` and `b ndarray[G, 4]`, in float64 (`heron.ops.boxes.box_iou`)."""
+    return box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 def _match_coco(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
