@@ -104,7 +104,7 @@ def _draw(args: argparse.Namespace, model, pre, field) -> int:
     from tqdm.auto import tqdm
 
     from heron.data.images import find_images
-    from heron.data.loader import ImageFiles, image_loader, plan_threads
+    from heron.data.loader import file_loader
     from heron.data.transforms import eval_transform
     from heron.interpret.units import crop_patches, normalizer, plot_unit_grid, top_patches
 
@@ -112,11 +112,9 @@ def _draw(args: argparse.Namespace, model, pre, field) -> int:
     files = find_images(args.data)
     if not files:
         raise DataError(f"{args.data}: no image files in this folder; give a folder of images")
-    plan = plan_threads(batches=-(-len(files) // args.batch_size))
+    dataset, loader, plan = file_loader(files, eval_transform(pre), args.batch_size, args.workers,
+                                        pre.decode_min_size())
     torch.set_num_threads(plan.threads)
-    dataset = ImageFiles([(f, None) for f in files], eval_transform(pre), min_size=pre.decode_min_size())
-    workers = plan.workers if args.workers is None else args.workers
-    loader = image_loader(dataset, batch_size=args.batch_size, workers=workers)
     batches = tqdm(loader, unit="batch", leave=False, disable=None)
     result = top_patches(model, args.layer, batches, args.units, args.k, normalizer(pre.mean, pre.std),
                          per_image=args.per_image)

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from heron.data.images import load_image
 from heron.errors import ImageError
 
-__all__ = ["ImageFiles", "ThreadPlan", "collate_images", "image_loader", "default_workers", "plan_threads"]
+__all__ = ["ImageFiles", "ThreadPlan", "collate_images", "image_loader", "file_loader", "default_workers", "plan_threads"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -147,3 +147,18 @@ def image_loader(
         prefetch_factor=4 if workers else None,
         **batching,
     )
+
+
+def file_loader(paths: Sequence, transform: Transform, batch_size: int = 32, workers: int | None = None,
+                min_size: int | tuple[int, int] | None = None) -> tuple["ImageFiles", DataLoader, ThreadPlan]:
+    """(dataset, loader, plan) for unlabelled files in order, as prediction reads them.
+
+    Workers and compute threads come from `plan_threads` for this many
+    batches (`workers` overrides the workers); a single batch decodes in this
+    process, which is quicker than starting workers.
+    """
+    plan = plan_threads(batches=-(-len(paths) // batch_size))
+    dataset = ImageFiles([(p, None) for p in paths], transform, min_size=min_size)
+    workers = plan.workers if workers is None else workers
+    loader = image_loader(dataset, batch_size=batch_size, workers=workers if len(paths) > batch_size else 0)
+    return dataset, loader, plan

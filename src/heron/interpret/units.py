@@ -235,17 +235,19 @@ def crop_patches(result: TopPatches, dataset, field_: ReceptiveField) -> list[li
 
     `dataset[i]` must return the image `(3, H, W)` exactly as the pass saw it
     first (an `ImageFiles` with the same transform); each winning image is
-    decoded once, however many patches it gave.
+    decoded once, however many patches it gave; an image that can no longer
+    be read gives grey crops.
     """
-    wanted = sorted({p.image for row in result.patches for p in row})
+    positions: dict[int, set[tuple[int, int]]] = {}
+    for p in (p for row in result.patches for p in row):
+        positions.setdefault(p.image, set()).add(p.position)
     crops: dict[tuple[int, tuple[int, int]], torch.Tensor] = {}
-    for index in wanted:
-        image = dataset[index][0]  # (3, H, W)
-        for row in result.patches:
-            for p in row:
-                if p.image == index:
-                    x1, y1, x2, y2 = field_.box(p.position)
-                    crops[(index, p.position)] = image[:, y1:y2, x1:x2].clone()
+    for index, where in sorted(positions.items()):
+        image = dataset[index][0]  # (3, H, W); None if the file became unreadable since the pass
+        for position in where:
+            x1, y1, x2, y2 = field_.box(position)
+            crops[(index, position)] = (torch.full((3, y2 - y1, x2 - x1), 128, dtype=torch.uint8) if image is None
+                                        else image[:, y1:y2, x1:x2].clone())
     return [[crops[(p.image, p.position)] for p in row] for row in result.patches]
 
 

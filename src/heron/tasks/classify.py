@@ -955,13 +955,10 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
     """
     from tqdm.auto import tqdm
 
-    from heron.data.loader import plan_threads
+    from heron.data.loader import file_loader
     from heron.transfer.engine import create_engine
 
-    plan = plan_threads(batches=-(-len(paths) // batch_size))
-    dataset = ImageFiles([(p, None) for p in paths], eval_transform(pre), min_size=pre.decode_min_size())
-    workers = plan.workers if workers is None else workers
-    loader = image_loader(dataset, batch_size=batch_size, workers=workers if len(paths) > batch_size else 0)
+    _, loader, plan = file_loader(paths, eval_transform(pre), batch_size, workers, pre.decode_min_size())
     model.eval()
     compiled = (engine, precision) != ("torch", "fp32") and metadata is None
     if compiled:  # an engine takes the uint8 batch as it comes and scales it itself

@@ -337,11 +337,10 @@ def load_detector(path: str | Path, precision: str = "auto") -> Detector:
 def _detect_paths(detector: Detector, paths: list[Path], score_threshold: float | None, batch_size: int,
                   workers: int | None):
     """Yield `(path, Detection | None, error | None)` per image: decoded squashed to the input size, detected."""
-    from heron.data.loader import ImageFiles, image_loader
+    from heron.data.loader import file_loader
     from heron.transfer.maps import squash_transform
 
-    dataset = ImageFiles([(p, None) for p in paths], squash_transform(detector.pre))
-    loader = image_loader(dataset, batch_size=batch_size, workers=workers if len(paths) > batch_size else 0)
+    _, loader, _ = file_loader(paths, squash_transform(detector.pre), batch_size, workers)
     for x, _, idx, errors in loader:
         for _, message in errors:
             yield None, None, message
