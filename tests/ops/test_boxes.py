@@ -60,3 +60,22 @@ def test_clip_and_remove_small_match_torchvision():
     torch.testing.assert_close(clip_boxes(boxes, (90, 120)), tv_clip(boxes, (90, 120)))
     for min_size in (0.5, 10.0, 30.0):
         assert torch.equal(remove_small_boxes(boxes, min_size), tv_remove_small(boxes, min_size))
+
+
+def test_box_deltas_round_trip_and_equal_torchvisions_box_coder():
+    from torchvision.models.detection._utils import BoxCoder
+
+    from heron.ops.boxes import DELTA_WEIGHTS, decode_deltas, encode_deltas
+
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(50, 2, generator=g) * 300
+    proposals = torch.cat([xy, xy + 5 + torch.rand(50, 2, generator=g) * 100], 1)
+    xy = xy + torch.randn(50, 2, generator=g) * 10
+    targets = torch.cat([xy, xy + 5 + torch.rand(50, 2, generator=g) * 100], 1)
+    deltas = encode_deltas(proposals, targets)
+    torch.testing.assert_close(decode_deltas(deltas, proposals), targets, rtol=0, atol=1e-3)
+    coder = BoxCoder(DELTA_WEIGHTS)
+    torch.testing.assert_close(deltas, coder.encode_single(targets, proposals), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(decode_deltas(deltas, proposals), coder.decode_single(deltas, proposals),
+                               rtol=1e-5, atol=1e-3)
+    assert torch.isfinite(decode_deltas(torch.full((1, 4), 1e4), proposals[:1])).all()  # clipped, no overflow

@@ -39,3 +39,14 @@ def test_gradient_flows_to_the_maxima_like_torchvisions():
     (roi_pool(ours, rois, 3, 0.25) * weights).sum().backward()
     (tv_roi_pool(theirs, rois, 3, 0.25) * weights).sum().backward()
     torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+def test_many_boxes_on_a_fine_map_touching_and_crossing_the_border_equal_torchvisions():
+    g = torch.Generator().manual_seed(5)
+    features = torch.randn(3, 8, 26, 26, generator=g)
+    edges = torch.tensor([[0, 0.0, 0.0, 416.0, 416.0], [1, 400.0, 0.0, 416.0, 16.0], [2, -30.0, 380.0, 20.0, 430.0],
+                          [0, 415.0, 415.0, 416.0, 416.0], [1, 0.0, 200.0, 1.0, 201.0]])
+    rois = torch.cat([edges, _rois(500, 9, size=(416, 416), images=3, spill=60.0) * torch.tensor([1, 1, 1, 4, 4.0])])
+    for output in (7, (2, 3)):
+        torch.testing.assert_close(roi_pool(features, rois, output, 1 / 16),
+                                   tv_roi_pool(features, rois, output, 1 / 16), rtol=0, atol=0)

@@ -13,8 +13,9 @@ DEMO_IMAGES = 500  # synthetic images written for `heron detect demo` (a fifth o
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("detect", help="object detection: train, predict, evaluate (YOLO-style, one stage)",
-                       description="A YOLO-style detector: a grid, anchor boxes from k-means, class-wise NMS, mAP.")
+    p = sub.add_parser("detect", help="object detection: train, predict, evaluate (YOLO, R-CNN, Fast/Faster R-CNN)",
+                       description="Detectors on annotated photos: YOLO-style (a grid, k-means anchors) or region-"
+                       "based (R-CNN, Fast R-CNN, Faster R-CNN); class-wise NMS, mAP.")
     commands = p.add_subparsers(dest="detect_command", metavar="COMMAND", required=True)
     _add_train(commands)
     _add_predict(commands)
@@ -23,6 +24,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _training_flags(p: argparse.ArgumentParser) -> None:
+    from heron.config import DETECT_METHODS
+
+    p.add_argument("--method", choices=DETECT_METHODS, default=_DEFAULTS.method,
+                   help="yolo: one stage on a grid (default); rcnn: each proposal warped and run through the "
+                   "trunk; fast-rcnn: proposals RoI-pooled from one map; faster-rcnn: a region proposal network")
+    p.add_argument("--proposals", type=int, default=_DEFAULTS.proposals,
+                   help="rcnn, fast-rcnn: selective-search proposals scored per image (default %(default)s)")
+    p.add_argument("--regions", type=int, default=_DEFAULTS.regions,
+                   help="rcnn, fast-rcnn: training regions drawn per image (default %(default)s)")
+    p.add_argument("--search", choices=("single", "fast", "quality"), default=_DEFAULTS.search,
+                   help="selective search strategies (default %(default)s)")
+    p.add_argument("--crop", type=int, default=_DEFAULTS.crop, help="rcnn: region side after warping, px")
     p.add_argument("--out", help="run folder (default runs/detect-<data>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the finished run in --out")
     p.add_argument("--arch", default=_DEFAULTS.arch, help="backbone (default %(default)s)")
@@ -31,8 +44,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    help="network input: one side or H W; images are resized whole (default 416)")
     p.add_argument("--anchors", type=int, default=_DEFAULTS.anchors, metavar="K",
                    help="anchor shapes chosen by k-means on the training boxes (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=None, help=f"head epochs (default {_DEFAULTS.epochs})")
-    p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
+    p.add_argument("--epochs", type=int, default=None, help="head epochs (default: yolo 30, rcnn and fast-rcnn 10, faster-rcnn 15)")
+    p.add_argument("--lr", type=float, default=None, help="head peak learning rate (default: yolo 3e-3, others 1e-3)")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
     p.add_argument("--width", type=int, default=_DEFAULTS.width, help="channels of the head's 3x3 convolutions")
     p.add_argument("--noobj-weight", type=float, default=_DEFAULTS.noobj_weight,

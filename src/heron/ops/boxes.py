@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["batched_nms", "box_area", "box_convert", "box_iou", "clip_boxes", "nms", "paired_iou",
-           "remove_small_boxes"]
+__all__ = ["batched_nms", "box_area", "box_convert", "box_iou", "clip_boxes", "decode_deltas", "encode_deltas",
+           "nms", "paired_iou", "remove_small_boxes", "DELTA_WEIGHTS", "DELTA_CLIP"]
+
+# R-CNN's box regression targets are scaled so their spread is near one: centre shifts x10, log sizes x5
+# (Fast R-CNN's normalisation, as torchvision's detectors use it).
+DELTA_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+DELTA_CLIP = 4.135166556742356  # log(1000 / 16): no predicted box grows more than ~62x its proposal
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -250,3 +255,36 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     coordinates (no per-class coordinate offsets) and there is no Python loop over classes.
     """
     return _nms(boxes, scores, idxs, iou_threshold, block)
+
+
+def _centres(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(centre x, centre y, width, height) of xyxy `boxes Tensor[N, 4]`."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return boxes[:, 0] + 0.5 * w, boxes[:, 1] + 0.5 * h, w, h
+
+
+def encode_deltas(proposals: torch.Tensor, targets: torch.Tensor,
+                  weights: tuple[float, float, float, float] = DELTA_WEIGHTS) -> torch.Tensor:
+    """R-CNN's regression targets `Tensor[N, 4]` (dx, dy, dw, dh) that move each proposal onto its target box.
+
+    dx = wx (x_t - x_p) / w_p and dy likewise (the centre's shift in proposal widths),
+    dw = ww log(w_t / w_p) and dh likewise; both box sets are xyxy with positive sizes.
+    """
+    px, py, pw, ph = _centres(proposals.float())
+    tx, ty, tw, th = _centres(targets.float())
+    wx, wy, ww, wh = weights
+    return torch.stack([wx * (tx - px) / pw, wy * (ty - py) / ph, ww * torch.log(tw / pw), wh * torch.log(th / ph)], 1)
+
+
+def decode_deltas(deltas: torch.Tensor, proposals: torch.Tensor,
+                  weights: tuple[float, float, float, float] = DELTA_WEIGHTS, clip: float = DELTA_CLIP) -> torch.Tensor:
+    """The boxes `Tensor[N, 4]` xyxy that `deltas Tensor[N, 4]` make of `proposals`: `encode_deltas` undone.
+
+    The log sizes are clipped at `clip`, so an untrained regressor cannot overflow.
+    """
+    px, py, pw, ph = _centres(proposals.float())
+    wx, wy, ww, wh = weights
+    cx, cy = px + deltas[:, 0] / wx * pw, py + deltas[:, 1] / wy * ph
+    w = pw * torch.exp((deltas[:, 2] / ww).clamp(max=clip))
+    h = ph * torch.exp((deltas[:, 3] / wh).clamp(max=clip))
+    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], 1)

@@ -190,8 +190,11 @@ class FeatureBatches:
         rank: int | None = None,
         world: int | None = None,
         extra: torch.Tensor | None = None,
+        per_copy: bool | None = None,
     ) -> None:
         self.features = features
+        # targets (N, copies, ...) give each cached copy its own (and so does `extra`); default: 3-D targets
+        self.per_copy = targets.ndim == 3 if per_copy is None else per_copy
         self.extra = extra  # (N, M) per-item columns (the metadata of --metadata): batches are ((x, extra), y)
         self.rows = rows if rows.ndim == 2 else rows[:, None]  # (N, copies)
         self.targets = targets
@@ -228,5 +231,9 @@ class FeatureBatches:
         order, pick = self._draw()
         for idx in distributed.global_batches(order, self.batch_size, self.rank, self.world):
             x = self._gather(idx, pick[idx])
-            y = self.targets[idx, pick[idx]] if self.targets.ndim == 3 else self.targets[idx]
-            yield (x if self.extra is None else (x, self.extra[idx])), y
+            if self.per_copy:
+                y = self.targets[idx, pick[idx]]
+                extra = None if self.extra is None else self.extra[idx, pick[idx]]
+            else:
+                y, extra = self.targets[idx], None if self.extra is None else self.extra[idx]
+            yield (x if extra is None else (x, extra)), y

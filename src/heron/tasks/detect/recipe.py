@@ -1,4 +1,9 @@
-"""Train, score and use the one-stage detector: `heron detect train | predict | evaluate | demo`.
+"""Train, score and use a detector: `heron detect train | predict | evaluate | demo`.
+
+What follows is the one-stage recipe; `--method rcnn | fast-rcnn |
+faster-rcnn` swaps the head and its training for a region-based one
+(`heron.tasks.detect.two_stage`) and keeps the rest: data, cache, scores,
+run folder, predict and evaluate.
 
 The recipe, as classification has it: the pretrained trunk (frozen) runs
 once per image and its maps are kept in the feature cache; anchors are
@@ -165,6 +170,8 @@ def train(config: DetectConfig, resume: bool = False) -> DetectRun:
     started = time.time()
     if config.unfreeze not in (None, "all") and not str(config.unfreeze).isdigit():
         raise TrainingError(f"--unfreeze {config.unfreeze}: give a number of trunk stages, or 'all'")
+    if config.unfreeze and config.method != "yolo":
+        raise TrainingError(f"--unfreeze fine-tunes --method yolo; {config.method} trains its head on the frozen trunk")
     torch.manual_seed(config.seed)
     data = load_detection(config.data, valid=config.valid, valid_pct=config.valid_pct, seed=config.seed)
     if not data.train or not data.valid:
@@ -179,6 +186,30 @@ def train(config: DetectConfig, resume: bool = False) -> DetectRun:
         say(f"warning: {line}")
     device = resolve_device("auto")
     engine, precision = resolve_engine(config.engine, config.precision, device)
+    if config.method == "yolo":
+        detector, history, train_count, valid_items, found, errors = _train_yolo(config, data, run, device, engine,
+                                                                                 precision, resume)
+    else:
+        from heron.tasks.detect.two_stage import train_regions
+
+        detector, history, valid_items, found, errors = train_regions(
+            config, data, run, device, engine, precision, lambda phase: _callbacks(run, phase),
+            lambda phase: _checkpoint(run, phase, resume))
+        train_count = len(data.train)
+    scores = _score(found, [_truth(a) for a in valid_items], data.classes)
+    metrics = {"map50": scores.map50, "map": scores.map, "ap50": _per_class(scores.ap50_per_class, data.classes),
+               "valid_images": len(valid_items), "train_images": train_count,
+               "seconds": round(time.time() - started, 2)}
+    _write(run, config, data, detector, metrics, scores, history, errors, valid_items, found)
+    say(f"mAP@0.5 = {scores.map50:.4f}  mAP@[.5:.95] = {scores.map:.4f}  ({metrics['seconds']:.1f}s)")
+    return DetectRun(run.path, data.classes, metrics, history)
+
+
+def _train_yolo(config: DetectConfig, data, run: RunFolder, device, engine: str, precision: str, resume: bool):
+    """The one-stage detector's head on cached maps (and, with --unfreeze, fine-tuning on images).
+
+    Returns (detector, history, training images, valid items scored, their detections, errors).
+    """
     model, pre = _network(config, len(data.classes), config.anchors)
     anchors = choose_anchors(data.train, pre.size, config.anchors, config.seed)
     features, rows, errors = cached_maps(model, pre, config.arch, {"train": [a.path for a in data.train],
@@ -215,13 +246,7 @@ def train(config: DetectConfig, resume: bool = False) -> DetectRun:
         found, valid_items = _image_detections(detector, valid_items, config.workers)
     else:
         found = _cached_detections(detector, features, valid_rows, [_image_size(a) for a in valid_items], device)
-    scores = _score(found, [_truth(a) for a in valid_items], data.classes)
-    metrics = {"map50": scores.map50, "map": scores.map, "ap50": _per_class(scores.ap50_per_class, data.classes),
-               "valid_images": len(valid_items), "train_images": len(train_items),
-               "seconds": round(time.time() - started, 2)}
-    _write(run, config, data, detector, metrics, scores, history, errors, valid_items, found)
-    say(f"mAP@0.5 = {scores.map50:.4f}  mAP@[.5:.95] = {scores.map:.4f}  ({metrics['seconds']:.1f}s)")
-    return DetectRun(run.path, data.classes, metrics, history)
+    return detector, history, len(train_items), valid_items, found, errors
 
 
 def _checkpoint(run: RunFolder, phase: str, resume: bool) -> Path | None:
@@ -279,12 +304,13 @@ def _write(run: RunFolder, config, data, detector: Detector, metrics: dict, scor
     from heron.interpret.detection_figure import draw_detection_grid, draw_pr_curves
     from heron.interpret.report import write_report
 
-    result = {"classes": data.classes, "anchors": detector.anchors.tolist(), "preprocessing": detector.pre.to_dict(),
-              "map_shape": list(detector.model.head.map_shape), "metrics": metrics, "format": data.format,
-              "problems": data.problems}
+    result = {"classes": data.classes, "method": config.method, "preprocessing": detector.pre.to_dict(),
+              "metrics": metrics, "format": data.format, "problems": data.problems}
+    if config.method == "yolo":
+        result.update(anchors=detector.anchors.tolist(), map_shape=list(detector.model.head.map_shape))
     run.write_json("config.json", {**config.to_dict(), "result": result})
     run.write_text("errors.txt", "".join(f"{e}\n" for e in errors))
-    save_weights(detector.model, run / "model.safetensors", metadata={"format": "heron.YoloDetector"})
+    save_weights(detector.model, run / "model.safetensors", metadata={"format": f"heron.detect.{config.method}"})
     draw_detection_grid([a.path for a in items], [_truth(a) for a in items], found, data.classes,
                         run / "detections.png", score_threshold=config.score_threshold)
     draw_pr_curves(scores.pr_curves, data.classes, run / "pr_curves.png")
@@ -292,7 +318,7 @@ def _write(run: RunFolder, config, data, detector: Detector, metrics: dict, scor
                "images": f"{metrics['train_images']} train / {metrics['valid_images']} valid",
                "backbone": f"{config.arch} ({config.weights or 'random init'}), input {detector.pre.size[1]}x"
                            f"{detector.pre.size[0]}, frozen",
-               "anchors": ", ".join(f"{w:.0f}x{h:.0f}" for w, h in detector.anchors.tolist()),
+               "method": _method_summary(config, detector),
                "mAP@0.5": round(metrics["map50"], 4), "mAP@[.5:.95]": round(metrics["map"], 4),
                "time": f"{metrics['seconds']:.1f} s"}
     per_class = [{"class": name, "boxes": int(n), "AP@0.5": ap50, "AP@[.5:.95]": ap}
@@ -302,6 +328,16 @@ def _write(run: RunFolder, config, data, detector: Detector, metrics: dict, scor
                ("Precision-recall at IoU 0.5, per class", "pr_curves.png")]
     write_report(run.path, f"heron detect: {Path(config.data).name}", summary, history, per_class, figures,
                  list(errors) + list(data.problems), config.to_dict())
+
+
+def _method_summary(config, detector) -> str:
+    if config.method == "yolo":
+        return "yolo, anchors " + ", ".join(f"{w:.0f}x{h:.0f}" for w, h in detector.anchors.tolist())
+    if config.method == "faster-rcnn":
+        return "faster-rcnn: region proposal network (3 scales x 3 ratios) + RoI heads"
+    seen = f"{config.proposals} selective-search proposals ({config.search}) per image"
+    return f"{config.method}: {seen}, " + (f"each warped to {config.crop} px" if config.method == "rcnn"
+                                           else "RoI-pooled from one map")
 
 
 def _nan_none(values) -> list:
@@ -322,16 +358,30 @@ def load_detector(path: str | Path, precision: str = "auto") -> Detector:
         raise DataError(f"{path}: not a finished heron detect run (needs config.json and model.safetensors)")
     saved = run.read_json("config.json")
     result = saved.get("result") or {}
-    if "anchors" not in result:
-        raise DataError(f"{path}: not a detection run (no anchors in config.json); use a `heron detect train` folder")
+    method = result.get("method", "yolo")
+    if "classes" not in result or (method == "yolo" and "anchors" not in result):
+        raise DataError(f"{path}: not a detection run (no classes or anchors in config.json); use a "
+                        "`heron detect train` folder")
     config = DetectConfig.from_dict(saved)
     config.weights = None
+    if method != "yolo":
+        return _load_region_detector(run, config, result, resolve_precision(precision, "cpu"))
     anchors = torch.tensor(result["anchors"], dtype=torch.float32)
     model, _ = _network(config, len(result["classes"]), len(anchors))
     load_weights(model, run / "model.safetensors")
     pre = Preprocessing.from_dict(result["preprocessing"])
     return Detector(model.eval(), anchors, result["classes"], pre, config.score_threshold, config.iou_threshold,
                     resolve_precision(precision, "cpu"))
+
+
+def _load_region_detector(run: RunFolder, config: DetectConfig, result: dict, precision: str):
+    from heron.tasks.detect.two_stage import RegionDetector, region_network
+
+    model, _ = region_network(config, len(result["classes"]))
+    load_weights(model, run / "model.safetensors")
+    pre = Preprocessing.from_dict(result["preprocessing"])
+    return RegionDetector(config.method, model.eval(), result["classes"], pre, config.score_threshold,
+                          config.iou_threshold, precision, config.proposals, config.search, config.crop)
 
 
 def _detect_paths(detector: Detector, paths: list[Path], score_threshold: float | None, batch_size: int,
@@ -355,9 +405,9 @@ def predict(run: str | Path | Detector, paths: list[Path], score_threshold: floa
             workers: int | None = 0, precision: str = "auto"):
     """Yield `(path, Detection | None, error | None)` for each image, boxes in the image's own pixels.
 
-    `run`: a run folder, or a `Detector` already loaded from one.
+    `run`: a run folder, or a detector already loaded from one (`load_detector`).
     """
-    detector = run if isinstance(run, Detector) else load_detector(run, precision)
+    detector = load_detector(run, precision) if isinstance(run, (str, Path)) else run
     yield from _detect_paths(detector, list(paths), score_threshold, batch_size, workers)
 
 
