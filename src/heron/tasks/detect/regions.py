@@ -26,7 +26,7 @@ import torch
 
 from heron.ops.boxes import box_iou, encode_deltas
 
-__all__ = ["REGION_FIELDS", "image_proposals", "sample_regions", "mirror_regions", "proposal_key"]
+__all__ = ["REGION_FIELDS", "image_proposals", "search_boxes", "sample_regions", "mirror_regions", "proposal_key"]
 
 REGION_FIELDS = 10  # per sampled region: x1, y1, x2, y2, label (0 = background), dx, dy, dw, dh, used (1/0)
 PROPOSALS_KEPT = 2000  # proposals stored per image; a method uses its first `proposals`
@@ -39,7 +39,8 @@ def proposal_key(size: tuple[int, int], interpolation: str, mode: str) -> dict:
             "version": _VERSION}
 
 
-def _search(image: np.ndarray, mode: str, seed: int) -> np.ndarray:
+def search_boxes(image: np.ndarray, mode: str, seed: int) -> np.ndarray:
+    """The `PROPOSALS_KEPT` best selective-search boxes `(P, 4)` float32 of one uint8 `(H, W, 3)` image."""
     from heron.ops.selective_search import selective_search
 
     return selective_search(image, mode=mode, max_proposals=PROPOSALS_KEPT, seed=seed).astype(np.float32)
@@ -97,8 +98,8 @@ def image_proposals(paths: list[Path], pre, mode: str = "single", cache_dir: str
             if x is None:
                 continue
             images = [img.permute(1, 2, 0).numpy() for img in x]
-            results = pool.map(_search, images, [mode] * len(images), [seed] * len(images)) if pool else \
-                (_search(img, mode, seed) for img in images)
+            results = pool.map(search_boxes, images, [mode] * len(images), [seed] * len(images)) if pool else \
+                (search_boxes(img, mode, seed) for img in images)
             for j, boxes in zip(idx.tolist(), results):
                 item = todo[j]
                 found[item] = boxes

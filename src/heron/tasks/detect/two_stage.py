@@ -44,9 +44,9 @@ class RegionDetector:
 
     def propose(self, image: torch.Tensor) -> torch.Tensor:
         """The first `proposals` selective-search boxes `(P, 4)` of `image uint8 (3, H, W)`."""
-        from heron.tasks.detect.regions import _search
+        from heron.tasks.detect.regions import search_boxes
 
-        return torch.from_numpy(_search(image.permute(1, 2, 0).numpy(), self.search, 0)[: self.proposals])
+        return torch.from_numpy(search_boxes(image.permute(1, 2, 0).numpy(), self.search, 0)[: self.proposals])
 
     def _trunk(self, crops: torch.Tensor) -> torch.Tensor:
         from heron.nn.precision import autocast
