@@ -51,7 +51,8 @@ try:
 except ImportError:  # Windows: no advisory locks; one process per cache folder
     fcntl = None
 
-__all__ = ["FeatureCache", "CacheDamaged", "content_hash", "fingerprint", "weights_fingerprint"]
+__all__ = ["FeatureCache", "CacheDamaged", "FileHashes", "content_hash", "file_lock", "fingerprint",
+           "weights_fingerprint"]
 
 FORMAT_VERSION = 2
 _HASH_CHUNK = 1 << 20
@@ -111,6 +112,79 @@ def _write_all(fh, data: bytes) -> None:
         view = view[fh.write(view) :]
 
 
+@contextmanager
+def file_lock(lock_path: Path, exclusive: bool) -> Iterator[None]:
+    """Hold `lock_path`'s advisory lock (shared for reading, exclusive for writing).
+
+    The lock file is opened for each hold, so a forked child never shares
+    its parent's lock. Never nest two holds in one process: flock would
+    wait on itself.
+    """
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class FileHashes:
+    """The (path, size, mtime) -> content hash memo of a JSON file, shared by the processes using it.
+
+    Content hashes name a file's cached results whatever its name; the memo
+    spares re-reading unchanged files on every run.
+    """
+
+    def __init__(self, path: Path, lock_path: Path) -> None:
+        self.path, self.lock_path = Path(path), Path(lock_path)
+        self._known = self._read()
+        self._new: dict[str, list] = {}
+
+    def _read(self) -> dict[str, list]:
+        """The memo on disk; anything unreadable or malformed is ignored."""
+        try:
+            with open(self.path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            path: entry
+            for path, entry in data.items()
+            if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], str)
+        }
+
+    def keys(self, paths: list[Path]) -> list[str]:
+        """Content hash of each file; unchanged files (same size and mtime) are not re-read."""
+        keys = []
+        for path in paths:
+            st = Path(path).stat()
+            stamp = [st.st_size, st.st_mtime_ns]
+            known = self._known.get(str(path))
+            if known and known[:2] == stamp:
+                keys.append(known[2])
+                continue
+            digest = content_hash(Path(path))
+            self._known[str(path)] = self._new[str(path)] = stamp + [digest]
+            keys.append(digest)
+        return keys
+
+    def save(self) -> None:
+        """Add the hashes computed here to the memo on disk (merged, so no process loses another's)."""
+        if not self._new:
+            return
+        with file_lock(self.lock_path, exclusive=True):
+            merged = self._read()
+            merged.update(self._new)
+            atomic_write_json(self.path, merged)
+        self._known = merged
+        self._new = {}
+
+
 class FeatureCache:
     """Rows of features by entry key, for one backbone/preprocessing key; safe to share between processes.
 
@@ -133,8 +207,7 @@ class FeatureCache:
         self._pending: list[tuple[list[str], np.ndarray]] = []
         self._reset()
         self.refresh()
-        self._file_hashes = self._read_hashes()
-        self._new_hashes: dict[str, list] = {}
+        self.hashes = FileHashes(self.hashes_path, self.lock_path)
 
     def __del__(self) -> None:
         if getattr(self, "_features", None) is not None:
@@ -153,23 +226,9 @@ class FeatureCache:
         self._inconsistent = False  # records pointed past the end of features.f16
 
     # ---- locking -------------------------------------------------------------------
-    @contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
-        """Hold the folder's lock (shared for reading, exclusive for writing).
-
-        The lock file is opened for each hold, so a forked child never shares
-        its parent's lock. Never nest two holds in one process: flock would
-        wait on itself.
-        """
-        if fcntl is None:
-            yield
-            return
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    def _locked(self, exclusive: bool):
+        """Hold the folder's lock (shared for reading, exclusive for writing); see `file_lock`."""
+        return file_lock(self.lock_path, exclusive)
 
     # ---- reading the log -----------------------------------------------------------
     def _read_header(self, fh) -> dict:
@@ -288,46 +347,13 @@ class FeatureCache:
             self._refresh_locked()
 
     # ---- file hashes, remembered by (path, size, mtime) ------------------------------
-    def _read_hashes(self) -> dict[str, list]:
-        """The memo on disk; anything unreadable or malformed is ignored."""
-        try:
-            with open(self.hashes_path) as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        return {
-            path: entry
-            for path, entry in data.items()
-            if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], str)
-        }
-
     def file_keys(self, paths: list[Path]) -> list[str]:
         """Content hash of each file; unchanged files (same size and mtime) are not re-read."""
-        keys = []
-        for path in paths:
-            st = path.stat()
-            stamp = [st.st_size, st.st_mtime_ns]
-            known = self._file_hashes.get(str(path))
-            if known and known[:2] == stamp:
-                keys.append(known[2])
-                continue
-            digest = content_hash(path)
-            self._file_hashes[str(path)] = self._new_hashes[str(path)] = stamp + [digest]
-            keys.append(digest)
-        return keys
+        return self.hashes.keys(paths)
 
     def save_file_hashes(self) -> None:
         """Add the hashes computed here to the memo on disk (merged, so no process loses another's)."""
-        if not self._new_hashes:
-            return
-        with self._locked(exclusive=True):
-            merged = self._read_hashes()
-            merged.update(self._new_hashes)
-            atomic_write_json(self.hashes_path, merged)
-        self._file_hashes = merged
-        self._new_hashes = {}
+        self.hashes.save()
 
     # ---- rows ------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -28,6 +28,7 @@ from heron.data.transforms import Preprocessing
 from heron.errors import DataError, TrainingError
 from heron.models import load_weights, save_weights
 from heron.tasks.detect.postprocess import Detection, select_detections
+from heron.tasks.detect.truth import annotation_size, input_boxes, labels_of, mirror_boxes, truth_dict
 from heron.tasks.detect.yolo import YoloHead, YoloLoss, decode, encode_targets, pack_targets
 from heron.train import Checkpoint, Learner, MetricsLogger
 from heron.train.learner import resolve_device
@@ -93,25 +94,13 @@ class Detector:
 
 
 # ---- training ------------------------------------------------------------------------------
-def _image_size(annotation) -> tuple[int, int]:
-    """(width, height) of an annotated image, from its annotation or, if unknown, its header."""
-    if annotation.width and annotation.height:
-        return int(annotation.width), int(annotation.height)
-    return image_size(annotation.path)
-
-
-def _input_boxes(annotation, input_size: tuple[int, int]) -> torch.Tensor:
-    """The annotation's boxes `(n, 4)` in the pixels of the squashed network input."""
-    width, height = _image_size(annotation)
-    factor = torch.tensor([input_size[1] / width, input_size[0] / height] * 2, dtype=torch.float32)
-    return torch.as_tensor(np.asarray(annotation.boxes, dtype=np.float32)).reshape(-1, 4) * factor
 
 
 def choose_anchors(annotations, input_size: tuple[int, int], k: int, seed: int) -> torch.Tensor:
     """Anchor shapes `(k, 2)` in input pixels: k-means (1 - IoU) on the training boxes' widths and heights."""
     from heron.ops.anchors import kmeans_anchors
 
-    boxes = torch.cat([_input_boxes(a, input_size) for a in annotations] or [torch.zeros(0, 4)])
+    boxes = torch.cat([input_boxes(a, input_size) for a in annotations] or [torch.zeros(0, 4)])
     wh = boxes[:, 2:] - boxes[:, :2]
     wh = wh[(wh > 0).all(1)]
     try:
@@ -120,10 +109,6 @@ def choose_anchors(annotations, input_size: tuple[int, int], k: int, seed: int) 
         raise DataError(f"{len(wh)} training boxes cannot give --anchors {k} ({err}); annotate more images or "
                         "lower --anchors") from None
 
-
-def _mirror(boxes: torch.Tensor, width: int) -> torch.Tensor:
-    """Boxes `(n, 4)` of the horizontally flipped image `width` pixels wide."""
-    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
 
 
 def _targets(annotations, anchors: torch.Tensor, grid: tuple[int, int], input_size: tuple[int, int],
@@ -134,9 +119,8 @@ def _targets(annotations, anchors: torch.Tensor, grid: tuple[int, int], input_si
     """
     rows = []
     for a in annotations:
-        boxes = _input_boxes(a, input_size)
-        labels = torch.as_tensor(np.asarray(a.labels, dtype=np.int64)).reshape(-1)
-        views = [boxes, _mirror(boxes, input_size[1])][:copies]
+        boxes, labels = input_boxes(a, input_size), labels_of(a)
+        views = [boxes, mirror_boxes(boxes, input_size[1])][:copies]
         rows.append(torch.stack([pack_targets(encode_targets(b, labels, anchors, grid, input_size), b, max_boxes)
                                  for b in views]))
     return torch.stack(rows) if rows else torch.zeros(0, copies, 1)
@@ -196,7 +180,7 @@ def train(config: DetectConfig, resume: bool = False) -> DetectRun:
             config, data, run, device, engine, precision, lambda phase: _callbacks(run, phase),
             lambda phase: _checkpoint(run, phase, resume))
         train_count = len(data.train)
-    scores = _score(found, [_truth(a) for a in valid_items], data.classes)
+    scores = _score(found, [truth_dict(a) for a in valid_items], data.classes)
     metrics = {"map50": scores.map50, "map": scores.map, "ap50": _per_class(scores.ap50_per_class, data.classes),
                "valid_images": len(valid_items), "train_images": train_count,
                "seconds": round(time.time() - started, 2)}
@@ -245,7 +229,7 @@ def _train_yolo(config: DetectConfig, data, run: RunFolder, device, engine: str,
                             errors, resume=_checkpoint(run, "finetune", resume))
         found, valid_items = _image_detections(detector, valid_items, config.workers)
     else:
-        found = _cached_detections(detector, features, valid_rows, [_image_size(a) for a in valid_items], device)
+        found = _cached_detections(detector, features, valid_rows, [annotation_size(a) for a in valid_items], device)
     return detector, history, len(train_items), valid_items, found, errors
 
 
@@ -281,12 +265,6 @@ def _cached_detections(detector: Detector, features: np.ndarray, rows: np.ndarra
     return found
 
 
-def _truth(annotation, remap: np.ndarray | None = None) -> dict:
-    """An annotation's boxes and labels as tensors; `remap` maps its class ids to the run's."""
-    labels = np.asarray(annotation.labels, dtype=np.int64).reshape(-1)
-    return {"boxes": torch.as_tensor(np.asarray(annotation.boxes, dtype=np.float32)).reshape(-1, 4),
-            "labels": torch.as_tensor(labels if remap is None else remap[labels])}
-
 
 def _score(found: list[Detection], truths: list[dict], classes: list[str]):
     from heron.train.detection_metrics import evaluate_detections
@@ -311,7 +289,7 @@ def _write(run: RunFolder, config, data, detector: Detector, metrics: dict, scor
     run.write_json("config.json", {**config.to_dict(), "result": result})
     run.write_text("errors.txt", "".join(f"{e}\n" for e in errors))
     save_weights(detector.model, run / "model.safetensors", metadata={"format": f"heron.detect.{config.method}"})
-    draw_detection_grid([a.path for a in items], [_truth(a) for a in items], found, data.classes,
+    draw_detection_grid([a.path for a in items], [truth_dict(a) for a in items], found, data.classes,
                         run / "detections.png", score_threshold=config.score_threshold)
     draw_pr_curves(scores.pr_curves, data.classes, run / "pr_curves.png")
     summary = {"data": config.data, "format": data.format, "classes": f"{len(data.classes)} ({', '.join(data.classes)})",
@@ -429,7 +407,7 @@ def evaluate(run: str | Path, data: str | Path, out_png: str | Path | None = Non
             errors.append(error)
             continue
         found.append(detection)
-        truths.append(_truth(by_path[Path(path)], remap))
+        truths.append(truth_dict(by_path[Path(path)], remap))
     if not truths:
         raise TrainingError(f"{data}: no image could be read to evaluate on")
     scores = _score(found, truths, detector.classes)

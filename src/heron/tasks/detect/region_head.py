@@ -74,11 +74,10 @@ def region_detections(pred: torch.Tensor, proposals: torch.Tensor, input_size: t
     pred = pred.float()
     c = (pred.shape[1] - 1) // 5
     probs = torch.softmax(pred[:, : c + 1], 1)[:, 1:]  # (P, C), background left out
-    deltas = pred[:, c + 1 :].reshape(-1, 4)  # (P * C, 4)
-    boxes = decode_deltas(deltas, proposals.float().repeat_interleave(c, 0))
-    boxes = clip_boxes(boxes, input_size).view(-1, c, 4)
-    keep = (probs > score_threshold).nonzero()  # (K, 2) region, class
-    chosen, scores = boxes[keep[:, 0], keep[:, 1]], probs[keep[:, 0], keep[:, 1]]
+    keep = (probs > score_threshold).nonzero()  # (K, 2) region, class: only these boxes are decoded
+    deltas = pred[:, c + 1 :].view(-1, c, 4)[keep[:, 0], keep[:, 1]]
+    chosen = clip_boxes(decode_deltas(deltas, proposals.float()[keep[:, 0]]), input_size)
+    scores = probs[keep[:, 0], keep[:, 1]]
     real = (chosen[:, 2:] > chosen[:, :2]).all(1)
     chosen, scores, labels = chosen[real], scores[real], keep[real, 1]
     kept = batched_nms(chosen, scores, labels, iou_threshold)[:max_detections]

@@ -64,17 +64,18 @@ def image_proposals(paths: list[Path], pre, mode: str = "single", cache_dir: str
 
     from heron.data.loader import available_cores, file_loader
     from heron.models._weights import cache_dir as default_cache
-    from heron.transfer.cache import content_hash, fingerprint
+    from heron.transfer.cache import FileHashes, fingerprint
     from heron.transfer.maps import squash_transform
 
     folder = (Path(cache_dir) if cache_dir else default_cache() / "features") / "proposals" / fingerprint(
         proposal_key(pre.size, pre.interpolation, mode))
     folder.mkdir(parents=True, exist_ok=True)
+    hashes = FileHashes(folder / "file_hashes.json", folder / "lock")
     found: list[np.ndarray | None] = [None] * len(paths)
     digests, errors, todo = {}, [], []
     for i, path in enumerate(paths):
         try:
-            digests[i] = content_hash(Path(path))
+            digests[i] = hashes.keys([Path(path)])[0]
         except OSError as err:
             errors.append(f"{path}: cannot read ({err.strerror or err}); check that it exists and is readable")
             continue
@@ -83,6 +84,7 @@ def image_proposals(paths: list[Path], pre, mode: str = "single", cache_dir: str
             found[i] = np.load(stored)
         else:
             todo.append(i)
+    hashes.save()
     if not todo:
         return found, errors
     processes = workers if workers else available_cores()
@@ -152,11 +154,12 @@ def sample_regions(proposals: torch.Tensor, boxes: torch.Tensor, labels: torch.T
 def mirror_regions(rows: torch.Tensor, width: int) -> torch.Tensor:
     """The regions `(..., REGION_FIELDS)` of the horizontally mirrored image `width` pixels wide.
 
-    The boxes flip; the x shift of the deltas changes sign, the rest stays.
+    The boxes flip; the x shift of the deltas changes sign, the rest stays
+    (unused rows flip too, and stay unused).
     """
+    from heron.tasks.detect.truth import mirror_boxes
+
     out = rows.clone()
-    used = rows[..., 9] > 0
-    out[..., 0] = torch.where(used, width - rows[..., 2], rows[..., 0])
-    out[..., 2] = torch.where(used, width - rows[..., 0], rows[..., 2])
+    out[..., :4] = mirror_boxes(rows[..., :4], width)
     out[..., 5] = -rows[..., 5]
     return out

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from heron.tasks.detect.postprocess import Detection
+from heron.tasks.detect.truth import annotation_size, input_boxes, labels_of, mirror_boxes
 
 __all__ = ["RegionDetector", "region_network", "train_regions"]
 
@@ -48,33 +49,31 @@ class RegionDetector:
 
         return torch.from_numpy(search_boxes(image.permute(1, 2, 0).numpy(), self.search, 0)[: self.proposals])
 
-    def _trunk(self, crops: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the head reads, from uint8 images: pooled vectors (rcnn's warped regions) or flattened maps."""
         from heron.nn.precision import autocast
 
-        with autocast(self.precision, crops.device):
-            return self.model.features(crops.float().div_(255.0)).float()
-
-    def maps(self, images: torch.Tensor) -> torch.Tensor:
-        """The trunk's maps `(N, C, h, w)` of uint8 images at the input size."""
-        from heron.nn.precision import autocast
-
-        x = (images.float().div_(255.0) - self.model.mean) / self.model.std
         with autocast(self.precision, images.device):
-            return self.model.backbone.forward_features(x).float()
+            return self.model.features(images.float().div_(255.0)).float()
 
-    def detect_maps(self, maps: torch.Tensor, proposals: list[torch.Tensor] | None, score_threshold: float
-                    ) -> list[Detection]:
-        """Detections in input pixels from the trunk's maps (fast-rcnn: and each image's proposals)."""
+    def _scaled(self, found: list[Detection], sizes: list[tuple[int, int]]) -> list[Detection]:
+        """Detections in input pixels -> in each image's original (width, height)."""
+        height, width = self.pre.size
+        return [d.scaled(w / width, h / height) for d, (w, h) in zip(found, sizes)]
+
+    def detect_maps(self, maps: torch.Tensor, sizes: list[tuple[int, int]], proposals: list[torch.Tensor] | None,
+                    score_threshold: float) -> list[Detection]:
+        """Detections in original pixels from the trunk's maps, flattened or not (fast-rcnn: and the proposals)."""
         from heron.tasks.detect.region_head import region_detections
 
         head = self.model.head
         if self.method == "faster-rcnn":
-            found = head.detect(maps)
-            return [Detection(b, s, l) for b, s, l in found]
-        counts = [len(p) for p in proposals]
-        outputs = head.region_outputs(maps, proposals).split(counts)
-        return [region_detections(out, p, self.pre.size, score_threshold, self.iou_threshold)
-                for out, p in zip(outputs, proposals)]
+            found = [Detection(b, s, l) for b, s, l in head.detect(maps)]
+        else:
+            outputs = head.region_outputs(maps, proposals).split([len(p) for p in proposals])
+            found = [region_detections(out, p, self.pre.size, score_threshold, self.iou_threshold)
+                     for out, p in zip(outputs, proposals)]
+        return self._scaled(found, sizes)
 
     def detect_batch(self, images: torch.Tensor, sizes: list[tuple[int, int]], score_threshold: float | None = None,
                      proposals: list[torch.Tensor] | None = None) -> list[Detection]:
@@ -91,14 +90,12 @@ class RegionDetector:
         with torch.inference_mode():
             if self.method != "faster-rcnn" and proposals is None:
                 proposals = [self.propose(img) for img in images]
-            if self.method == "rcnn":
-                found = [region_detections(self.model.head(region_features(self._trunk, img, p, self.crop)), p,
-                                           self.pre.size, threshold, self.iou_threshold)
-                         for img, p in zip(images, proposals)]
-            else:
-                found = self.detect_maps(self.maps(images), proposals, threshold)
-        height, width = self.pre.size
-        return [d.scaled(w / width, h / height) for d, (w, h) in zip(found, sizes)]
+            if self.method != "rcnn":
+                return self.detect_maps(self.features(images), sizes, proposals, threshold)
+            found = [region_detections(self.model.head(region_features(self.features, img, p, self.crop)), p,
+                                       self.pre.size, threshold, self.iou_threshold)
+                     for img, p in zip(images, proposals)]
+        return self._scaled(found, sizes)
 
 
 def region_network(config, num_classes: int):
@@ -128,37 +125,19 @@ def region_network(config, num_classes: int):
 def _truth_rows(annotations, input_size, max_boxes: int) -> torch.Tensor:
     """`(N, max_boxes, 5)`: each image's true boxes in input pixels and labels, padded with label -1."""
     from heron.tasks.detect.faster_rcnn import pack_truth
-    from heron.tasks.detect.recipe import _input_boxes
 
-    return torch.stack([pack_truth(_input_boxes(a, input_size),
-                                   torch.as_tensor(np.asarray(a.labels, dtype=np.int64)).reshape(-1), max_boxes)
+    return torch.stack([pack_truth(input_boxes(a, input_size), labels_of(a), max_boxes)
                         for a in annotations]) if annotations else torch.zeros(0, max_boxes, 5)
 
 
 def _regions(annotations, proposals, input_size, count: int, seed: int) -> torch.Tensor:
     """`(N, count, REGION_FIELDS)` training regions per image, drawn once with `seed`."""
-    from heron.tasks.detect.recipe import _input_boxes
     from heron.tasks.detect.regions import REGION_FIELDS, sample_regions
 
     generator = torch.Generator().manual_seed(seed)
-    rows = [sample_regions(torch.from_numpy(p), _input_boxes(a, input_size),
-                           torch.as_tensor(np.asarray(a.labels, dtype=np.int64)), count, generator)
+    rows = [sample_regions(torch.from_numpy(p), input_boxes(a, input_size), labels_of(a), count, generator)
             for a, p in zip(annotations, proposals)]
     return torch.stack(rows) if rows else torch.zeros(0, count, REGION_FIELDS)
-
-
-def _with_proposals(items, rows, proposals):
-    """The items (and their cache rows) whose proposals were found, with those proposals."""
-    keep = [i for i, p in enumerate(proposals) if p is not None]
-    return [items[i] for i in keep], rows[keep], [proposals[i] for i in keep]
-
-
-def _split(values: list, counts: list[int]) -> list[list]:
-    out, start = [], 0
-    for n in counts:
-        out.append(values[start : start + n])
-        start += n
-    return out
 
 
 def train_regions(config, data, run, device, engine: str, precision: str, callbacks, resume_from) -> tuple:
@@ -168,7 +147,7 @@ def train_regions(config, data, run, device, engine: str, precision: str, callba
     original pixels, errors). `callbacks(phase)` gives the Learner's
     callbacks, `resume_from(phase)` a checkpoint folder or None.
     """
-    from heron.tasks.detect.recipe import EVAL_SCORE_THRESHOLD, MAX_BOXES, _image_size
+    from heron.tasks.detect.recipe import EVAL_SCORE_THRESHOLD, MAX_BOXES
     from heron.tasks.detect.regions import image_proposals
     from heron.train import Learner
     from heron.transfer.maps import cached_maps
@@ -181,7 +160,7 @@ def train_regions(config, data, run, device, engine: str, precision: str, callba
         found, errs = image_proposals([a.path for a in items["train"] + items["valid"]], pre, config.search,
                                       config.cache_dir, config.workers, config.quiet, config.seed)
         errors += errs
-        proposals = dict(zip(("train", "valid"), _split(found, [len(items["train"]), len(items["valid"])])))
+        proposals = {"train": found[: len(items["train"])], "valid": found[len(items["train"]) :]}
     if config.method == "rcnn":
         loaders, loss, features, rows = _rcnn_batches(config, model, pre, items, proposals, device, engine,
                                                       precision)
@@ -215,28 +194,23 @@ def train_regions(config, data, run, device, engine: str, precision: str, callba
         found = []
         for start in range(0, len(valid), 16):
             maps = torch.from_numpy(np.asarray(features[rows["valid"][start : start + 16, 0]], dtype=np.float32))
-            maps = maps.view(len(maps), *model.head.map_shape)
             part = None if valid_props is None else valid_props[start : start + 16]
             with torch.inference_mode():
-                dets = detector.detect_maps(maps, part, EVAL_SCORE_THRESHOLD)
-            height, width = pre.size
-            found += [d.scaled(w / width, h / height) for d, (w, h) in
-                      zip(dets, [_image_size(a) for a in valid[start : start + 16]])]
+                found += detector.detect_maps(maps, [annotation_size(a) for a in valid[start : start + 16]], part,
+                                              EVAL_SCORE_THRESHOLD)
     return detector, history, valid, found, errors
+
+
+def _mirror_rows(rows: torch.Tensor, width: int) -> torch.Tensor:
+    """Rows `(..., F)` whose first four columns are boxes, for the mirror image (padding rows stay unused)."""
+    out = rows.clone()
+    out[..., :4] = mirror_boxes(rows[..., :4], width)
+    return out
 
 
 def _copies(targets: torch.Tensor, mirror, copies: int) -> torch.Tensor:
     """`(N, copies, ...)`: the targets of each cached view, the image's and (copy 1) its mirror image's."""
     return torch.stack([targets, mirror(targets)][:copies], 1)
-
-
-def _mirror_truth(truth: torch.Tensor, width: int) -> torch.Tensor:
-    """True-box rows `(..., 5)` of the horizontally mirrored image; padding rows stay as they are."""
-    out = truth.clone()
-    real = truth[..., 4] >= 0
-    out[..., 0] = torch.where(real, width - truth[..., 2], truth[..., 0])
-    out[..., 2] = torch.where(real, width - truth[..., 0], truth[..., 2])
-    return out
 
 
 def _map_batches(config, features, rows, items, proposals, pre, num_classes: int, max_boxes: int):
@@ -258,7 +232,7 @@ def _map_batches(config, features, rows, items, proposals, pre, num_classes: int
 
     most = min(max_boxes, max([len(a.boxes) for a in items["train"] + items["valid"]] + [1]))
     for split in ("train", "valid"):
-        truth = _copies(_truth_rows(items[split], pre.size, most), lambda t: _mirror_truth(t, pre.size[1]),
+        truth = _copies(_truth_rows(items[split], pre.size, most), lambda t: _mirror_rows(t, pre.size[1]),
                         rows[split].shape[1])
         loaders[split] = FeatureBatches(features, rows[split], truth, config.batch_size, shuffle=split == "train",
                                         extra=truth, per_copy=True)
@@ -294,7 +268,6 @@ def _rcnn_detections(detector: RegionDetector, items, proposals, score_threshold
                      ) -> list[Detection]:
     """R-CNN on the valid images: every proposal cropped from the image and run through the trunk."""
     from heron.data.loader import file_loader
-    from heron.tasks.detect.recipe import _image_size
     from heron.transfer.maps import squash_transform
 
     from tqdm.auto import tqdm
@@ -304,7 +277,7 @@ def _rcnn_detections(detector: RegionDetector, items, proposals, score_threshold
     with tqdm(total=len(items), desc="rcnn: scoring valid", unit="img", disable=quiet, leave=False) as bar:
         for x, _, idx, _ in loader:
             batch = idx.tolist()
-            found += detector.detect_batch(x, [_image_size(items[i]) for i in batch], score_threshold,
+            found += detector.detect_batch(x, [annotation_size(items[i]) for i in batch], score_threshold,
                                            [proposals[i] for i in batch])
             bar.update(len(batch))
     return found
