@@ -12,7 +12,6 @@ Batch 1 (a camera frame at a time) and batch 8.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import machine, median_seconds  # noqa: E402
+from _timing import machine, median_seconds, parse_timing_args, timing_parser  # noqa: E402
 
 from heron.config import DetectConfig  # noqa: E402
 from heron.nn.fuse import fold_batchnorm  # noqa: E402
@@ -38,12 +37,8 @@ def heron_detector(precision: str = "fp32") -> Detector:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser = timing_parser(__doc__, repeats=5)
+    args = parse_timing_args(parser)
     from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
     torch.manual_seed(0)

@@ -12,7 +12,6 @@ is a single-threaded loop, so heron runs on `--threads` (default 1) too.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,32 +19,22 @@ import torch
 from torchvision.ops import nms as tv_nms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import machine, median_seconds  # noqa: E402
+from _timing import machine, median_seconds, parse_timing_args, timing_parser  # noqa: E402
 
+from heron.data.synthetic import clustered_boxes  # noqa: E402
 from heron.ops.boxes import nms  # noqa: E402
 
 
-def detector_like_boxes(n: int, seed: int = 0, size: float = 1280.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` xyxy boxes jittered around n/20 objects (8 to 200 px), and `n` distinct scores."""
-    g = torch.Generator().manual_seed(seed)
-    objects = max(1, n // 20)
-    centres = torch.rand(objects, 2, generator=g) * size
-    sizes = torch.rand(objects, 2, generator=g) * 192 + 8
-    which = torch.randint(0, objects, (n,), generator=g)
-    ctr = centres[which] + torch.randn(n, 2, generator=g) * sizes[which] * 0.15
-    wh = sizes[which] * (1 + 0.2 * torch.randn(n, 2, generator=g)).clamp(min=0.2)
-    scores = (torch.randperm(n, generator=g).float() + 1) / n
-    return torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1), scores
+def detector_like_boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` xyxy boxes jittered around n/20 objects (8 to 200 px) in a 1280 px square, and `n` distinct scores."""
+    return clustered_boxes(n, seed, size=1280.0, per_object=20, sides=(8.0, 200.0), jitter=0.15, shape_jitter=0.2)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = timing_parser(__doc__, repeats=5, threads=1)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_timing_args(parser)
     print(machine())
     print(f"IoU threshold {args.threshold}, median of {args.repeats} runs")
     print(f"{'boxes':>7} {'kept':>7} {'same':>5} {'torchvision':>12} {'heron':>10} {'ratio':>6}")

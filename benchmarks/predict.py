@@ -9,7 +9,6 @@ under torch.no_grad(). Batch 32 at 224x224; decoding is not included.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -17,20 +16,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import machine, median_seconds  # noqa: E402
+from _timing import machine, median_seconds, parse_timing_args, timing_parser  # noqa: E402
 
 from heron.models import build  # noqa: E402
 from heron.nn.fuse import fold_batchnorm  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = timing_parser(__doc__, repeats=5)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing_args(parser)
 
     torch.manual_seed(0)
     x = torch.rand(args.batch_size, 3, 224, 224)

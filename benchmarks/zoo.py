@@ -12,7 +12,6 @@ alike. Target: heron / torchvision >= 0.95.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import machine  # noqa: E402
+from _timing import machine, parse_timing_args, timing_parser  # noqa: E402
 
 from heron.models import build, load_torchvision  # noqa: E402
 
@@ -63,15 +62,11 @@ def compare(name: str, x: torch.Tensor, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = timing_parser(__doc__, repeats=10)
     parser.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2"])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing_args(parser)
     torch.manual_seed(0)
     x = torch.rand(args.batch_size, 3, args.size, args.size)
     print(f"machine: {machine()}; batch {args.batch_size} at {args.size}x{args.size}, eval, inference_mode")

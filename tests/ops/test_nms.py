@@ -6,20 +6,13 @@ import torch
 from torchvision.ops import batched_nms as tv_batched_nms
 from torchvision.ops import nms as tv_nms
 
+from heron.data.synthetic import clustered_boxes
 from heron.ops.boxes import batched_nms, nms
 
 
 def _clustered(n: int, seed: int, size: float = 640.0) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` boxes around n/10 object centres (so many overlap) and distinct scores."""
-    g = torch.Generator().manual_seed(seed)
-    k = max(1, n // 10)
-    centres = torch.rand(k, 2, generator=g) * size
-    sizes = torch.rand(k, 2, generator=g) * 80 + 4
-    which = torch.randint(0, k, (n,), generator=g)
-    ctr = centres[which] + torch.randn(n, 2, generator=g) * sizes[which] * 0.2
-    wh = sizes[which] * (1 + 0.25 * torch.randn(n, 2, generator=g)).clamp(min=0.2)
-    scores = torch.randperm(n, generator=g).float() / n + 1e-3
-    return torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1), scores
+    return clustered_boxes(n, seed, size)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPES", "background", "write_detection_shapes", "write_shapes"]
+__all__ = ["SHAPES", "background", "clustered_boxes", "write_detection_shapes", "write_shapes"]
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -155,3 +155,24 @@ def write_detection_shapes(folder: str | Path, images: int = 300, size: int = 25
     else:
         write_coco(anns, SHAPES, folder / "annotations.json", image_dir=folder / "images")
     return folder
+
+
+def clustered_boxes(n: int, seed: int = 0, size: float = 640.0, per_object: int = 10,
+                    sides: tuple[float, float] = (4.0, 84.0), jitter: float = 0.2, shape_jitter: float = 0.25):
+    """`n` xyxy boxes `Tensor[n, 4]` jittered around n / `per_object` objects, and `n` distinct scores in (0, 1].
+
+    What a detector hands to NMS: many overlapping guesses per object.
+    Objects lie in a `size` square with sides in `sides`; a guess's centre
+    moves by `jitter` and its sides by `shape_jitter` of the object's sides.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    objects = max(1, n // per_object)
+    centres = torch.rand(objects, 2, generator=g) * size
+    object_sides = torch.rand(objects, 2, generator=g) * (sides[1] - sides[0]) + sides[0]
+    which = torch.randint(0, objects, (n,), generator=g)
+    ctr = centres[which] + torch.randn(n, 2, generator=g) * object_sides[which] * jitter
+    wh = object_sides[which] * (1 + shape_jitter * torch.randn(n, 2, generator=g)).clamp(min=0.2)
+    scores = (torch.randperm(n, generator=g).float() + 1) / n
+    return torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1), scores
