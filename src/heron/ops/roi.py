@@ -35,24 +35,28 @@ def _bin_edges(starts: torch.Tensor, lengths: torch.Tensor, bins: int, extent: i
     return lo.clamp(0, extent), hi.clamp(0, extent)
 
 
-def _shifted_max(values: torch.Tensor, where: torch.Tensor, step: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """max(x[i], x[i + step]) along `dim`, and the map cell it came from; past the end x[i] stays.
+def _shifted_max(values: torch.Tensor, where: torch.Tensor | None, step: int, dim: int
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """max(x[i], x[i + step]) along `dim`, and (if tracked) the map cell it came from; past the end x[i] stays.
 
     On a tie the earlier cell wins, as a scan in row-major order finds it.
     """
-    values, where = values.clone(), where.clone()
+    values = values.clone()
     keep = values.shape[dim] - step
-    if keep > 0:
-        here_v, ahead_v = values.narrow(dim, 0, keep), values.narrow(dim, step, keep)
-        here_w, ahead_w = where.narrow(dim, 0, keep), where.narrow(dim, step, keep)
-        later = ahead_v > here_v
-        here_w.copy_(torch.where(later, ahead_w, here_w))
-        here_v.copy_(torch.maximum(here_v, ahead_v))
+    if keep <= 0:
+        return values, where
+    here_v, ahead_v = values.narrow(dim, 0, keep), values.narrow(dim, step, keep)
+    if where is not None:
+        where = where.clone()
+        here_w = where.narrow(dim, 0, keep)
+        here_w.copy_(torch.where(ahead_v > here_v, where.narrow(dim, step, keep), here_w))
+    here_v.copy_(torch.maximum(here_v, ahead_v))
     return values, where
 
 
-def _sparse_table(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Range maxima `(LR, LC, N, H, W, C)` of `features (N, H, W, C)` and where they lie (cell y * W + x).
+def _sparse_table(features: torch.Tensor, track: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Range maxima `(LR, LC, N, H, W, C)` of `features (N, H, W, C)` and, if `track`, where they lie
+    (cell y * W + x, int32).
 
     Entry [a, b, n, r, s] is the maximum over rows r .. r + 2^a - 1 and
     columns s .. s + 2^b - 1, for 2^a <= H and 2^b <= W (a range-maximum
@@ -60,7 +64,7 @@ def _sparse_table(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     height, width = features.shape[1:3]
     cells = torch.arange(height * width, dtype=torch.int32, device=features.device).view(1, height, width, 1)
-    columns = [(features, cells.expand_as(features).contiguous())]
+    columns = [(features, cells.expand_as(features).contiguous() if track else None)]
     for level in range(1, width.bit_length()):
         columns.append(_shifted_max(*columns[-1], 1 << (level - 1), 2))
     values, where = [], []
@@ -69,8 +73,9 @@ def _sparse_table(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for level in range(1, height.bit_length()):
             rows.append(_shifted_max(*rows[-1], 1 << (level - 1), 1))
         values.append(torch.stack([v for v, _ in rows]))
-        where.append(torch.stack([w for _, w in rows]))
-    return torch.stack(values, 1), torch.stack(where, 1)
+        if track:
+            where.append(torch.stack([w for _, w in rows]))
+    return torch.stack(values, 1), torch.stack(where, 1) if track else None
 
 
 def _log2_floor(lengths: torch.Tensor) -> torch.Tensor:
@@ -108,22 +113,27 @@ def roi_pool(features: torch.Tensor, rois: torch.Tensor, output_size: int | tupl
     level_c = _log2_floor((right - left).clamp(min=1))
     levels_c, n = width.bit_length(), features.shape[0]
     image = rois[:, 0].long().to(features.device)
-    with torch.no_grad():  # find each bin's maximal cell; the values are then read (and differentiated) there
+    differentiable = features.requires_grad and torch.is_grad_enabled()
+    with torch.no_grad():  # find each bin's maximum (and, for the gradient, its cell, where it is then read)
         maps = features.detach().permute(0, 2, 3, 1).contiguous()  # (N, H, W, C): a cell's channels side by side
-        table, cell_of = (t.reshape(-1, c) for t in _sparse_table(maps))
+        table, cell_of = _sparse_table(maps, track=differentiable)
+        table = table.reshape(-1, c)
+        cell_of = None if cell_of is None else cell_of.reshape(-1, c)
         base = ((level_r[:, :, None] * levels_c + level_c[:, None, :]) * n + image[:, None, None]) * height
         best, cell = None, None
         for r in (top.clamp(max=height - 1), (bottom - (1 << level_r)).clamp(min=0)):
             for s in (left.clamp(max=width - 1), (right - (1 << level_c)).clamp(min=0)):
                 index = ((base + r[:, :, None]) * width + s[:, None, :]).reshape(-1)
-                value, at = table.index_select(0, index), cell_of.index_select(0, index)  # (K * out_h * out_w, C)
-                if best is None:
-                    best, cell = value, at
-                else:
+                value = table.index_select(0, index)  # (K * out_h * out_w, C)
+                at = None if cell_of is None else cell_of.index_select(0, index)
+                if best is not None and at is not None:
                     better = (value > best) | ((value == best) & (at < cell))
-                    cell = torch.where(better, at, cell)
-                    best = torch.maximum(best, value)
-        channel = torch.arange(c, device=features.device)
-        flat = ((image.repeat_interleave(out_h * out_w)[:, None] * c + channel) * (height * width) + cell.long())
-    pooled = features.reshape(-1)[flat.view(-1)].view(k, out_h, out_w, c).masked_fill(empty[..., None], 0.0)
+                    at = torch.where(better, at, cell)
+                best = value if best is None else torch.maximum(best, value)
+                cell = at
+        if differentiable:
+            channel = torch.arange(c, device=features.device)
+            flat = (image.repeat_interleave(out_h * out_w)[:, None] * c + channel) * (height * width) + cell.long()
+    pooled = features.reshape(-1)[flat.view(-1)] if differentiable else best
+    pooled = pooled.view(k, out_h, out_w, c).masked_fill(empty[..., None], 0.0)
     return pooled.permute(0, 3, 1, 2).contiguous()
