@@ -189,13 +189,13 @@ def run_job_file(job_path: str | os.PathLike) -> int:
     except Exception:
         _log(run_dir, f"figures job {job_path.name} failed\n{traceback.format_exc()}")
     finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _remove_empty_log(run_dir)  # before the done marker, so a waiter never sees a stale empty log
         try:
             job_path.unlink()  # the done marker: no job file, nothing pending
         except OSError:
             pass
-        sys.stdout.flush()
-        sys.stderr.flush()
-        _remove_empty_log(run_dir)
     return 1 if (run_dir / LOG_NAME).exists() else 0
 
 

@@ -163,8 +163,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write `model.state_dict()` as safetensors, atomically (temp file + rename)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    """Write `model.state_dict()` as safetensors, atomically (temp file + rename).
+
+    A tensor shared under two names (tied embedding and output weights) is
+    stored under each, as a copy: safetensors refuses tensors sharing memory.
+    """
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     return atomic_save(path, lambda tmp: save_file(state, tmp, metadata=metadata))
 
 

@@ -4,7 +4,7 @@
 barrier, gather_cat, shard ...); its sampler and batch norm are exported here.
 """
 
-from heron.train.callbacks import Callback, EarlyStopping, MetricsLogger, ProgressBar
+from heron.train.callbacks import Callback, EarlyStopping, MetricsLogger, ProgressBar, TimeBudget
 from heron.train.checkpoint import Checkpoint, checkpoint_info, load_checkpoint
 from heron.train.distributed import GlobalBatchSampler, SyncBatchNorm, convert_sync_batchnorm
 from heron.train.learner import Learner
@@ -21,6 +21,7 @@ __all__ = [
     "MetricsLogger",
     "ProgressBar",
     "Schedule",
+    "TimeBudget",
     "SyncBatchNorm",
     "checkpoint_info",
     "convert_sync_batchnorm",

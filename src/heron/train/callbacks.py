@@ -34,12 +34,13 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from heron.errors import TrainingError
 
-__all__ = ["EVENTS", "Callback", "EarlyStopping", "MetricsLogger", "Monitor", "ProgressBar"]
+__all__ = ["EVENTS", "Callback", "EarlyStopping", "MetricsLogger", "Monitor", "ProgressBar", "TimeBudget"]
 
 EVENTS = (
     "before_fit", "before_epoch", "before_train", "before_batch", "after_loss", "after_batch",
@@ -148,6 +149,31 @@ class EarlyStopping(Callback):
     def load_state_dict(self, state: dict) -> None:
         self.monitor.load_state_dict(state)
         self.wait = int(state.get("wait", 0))
+
+
+class TimeBudget(Callback):
+    """Stops training at an epoch's end when another epoch would pass `minutes` since the fit began.
+
+    Another epoch is judged to take as long as the mean so far, so a budget is
+    kept, not overrun by a whole epoch; `hit` says whether it stopped the run.
+    The finished epochs are kept, as with any early stop.
+    """
+
+    def __init__(self, minutes: float) -> None:
+        if minutes <= 0:
+            raise TrainingError(f"a time budget of {minutes} minutes: give more than 0")
+        self.seconds = minutes * 60.0
+        self.started = 0.0
+        self.hit = False
+
+    def before_fit(self, learner) -> None:
+        self.started = time.perf_counter()
+
+    def after_epoch(self, learner) -> None:
+        elapsed = time.perf_counter() - self.started
+        done = learner.epoch - learner.start_epoch
+        if learner.epoch < learner.epochs and elapsed + elapsed / max(done, 1) > self.seconds:
+            learner.stop_training = self.hit = True
 
 
 def _json_safe(value: Any) -> Any:
