@@ -27,7 +27,7 @@ DOCS = Path(__file__).resolve().parent
 GALLERY = (
     ("cat_night", "chelsea", "rocket", []),
     ("coffee_mosaic", "coffee", "immunohistochemistry", []),
-    ("astronaut_night_colour", "astronaut", "rocket", ["--preserve-color"]),
+    ("astronaut_mosaic_colour", "astronaut", "immunohistochemistry", ["--preserve-color", "--style-weight", "1e7"]),
 )
 
 
@@ -69,9 +69,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/heron-style"))
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="make only these panels")
     args = parser.parse_args()
     _write_inputs(args.work)
     for name, content, style, flags in GALLERY:
+        if args.only and name not in args.only:
+            continue
         result = args.work / f"{name}.png"
         argv = ["style", str(args.work / f"{content}.png"), str(args.work / f"{style}_strokes.png"),
                 "-o", str(result), "--size", str(args.size), "--steps", str(args.steps), "--quiet", *flags]
