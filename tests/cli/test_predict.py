@@ -55,3 +55,19 @@ def test_unknown_architecture_exits_2(photos, capsys):
     assert main(["predict", str(photos / "coffee.png"), "--arch", "resnet5O"]) == 2
     err = capsys.readouterr().err
     assert "resnet5O" in err and "resnet50" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_folders_files_without_an_image_extension_are_named_as_skipped(tmp_path, capsys):
+    folder = write_sample_photos(tmp_path)
+    (folder / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    (folder / "README").write_text("notes")
+    (folder / ".hidden.txt").write_text("not listed")
+    code = main(["predict", str(folder), "--json", "--topk", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    predicted = {r["file"].split("/")[-1] for r in _json_lines(out)}
+    assert "chelsea.jpg" in predicted and "logo.svg" not in predicted
+    skipped = [line for line in err.splitlines() if "skipped" in line]
+    assert len(skipped) == 2
+    assert any("logo.svg: skipped, .svg is not an image extension" in line for line in skipped)
+    assert any("README: skipped, no extension" in line for line in skipped)

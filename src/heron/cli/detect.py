@@ -151,13 +151,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     import json
 
-    from heron.cli.predict import expand
+    from heron.cli.predict import expand, report_expanded
     from heron.interpret.detection_figure import draw_detections
     from heron.tasks.detect import load_detector, predict
 
-    files, missing = expand(args.images)
-    for message in missing:
-        print(f"heron: error: {message}", file=sys.stderr)
+    files, missing, skipped = expand(args.images)
+    report_expanded(missing, skipped)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     detector = load_detector(args.run)

@@ -29,23 +29,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def expand(paths: list[str]) -> tuple[list[Path], list[str]]:
-    """Files from the arguments (folders expanded); messages for arguments that are not there."""
-    from heron.data.images import find_images
+def expand(paths: list[str]) -> tuple[list[Path], list[str], list[str]]:
+    """Files from the arguments, folders expanded: (files, messages for arguments that are not
+    there, messages for the files of a folder skipped for having no image extension)."""
+    from heron.data.images import scan_files
 
-    files, errors = [], []
+    files, errors, skipped = [], [], []
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            found = find_images(path)
-            if not found:
+            images, others = scan_files(path)
+            if not images:
                 errors.append(f"{path}: no image files in this folder")
-            files.extend(found)
+            files.extend(Path(p) for p in images)
+            skipped += [f"{p}: skipped, {Path(p).suffix or 'no extension'} is not an image extension"
+                        for p in others]
         elif path.exists():
             files.append(path)
         else:
             errors.append(f"{path}: no such file; check the path")
-    return files, errors
+    return files, errors, skipped
+
+
+def report_expanded(missing: list[str], skipped: list[str]) -> None:
+    """One line on stderr for each argument not found and each file a folder's listing skipped."""
+    for message in missing:
+        print(f"heron: error: {message}", file=sys.stderr)
+    for message in skipped:
+        print(f"heron: {message}", file=sys.stderr)
+    if skipped:
+        from heron.data.images import IMAGE_EXTENSIONS
+
+        print(f"heron: the image extensions read are {', '.join(sorted(IMAGE_EXTENSIONS))}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from heron.tasks.classify import predict_images, prediction_engine
 
-    files, missing = expand(args.images)
-    for message in missing:
-        print(f"heron: error: {message}", file=sys.stderr)
+    files, missing, skipped = expand(args.images)
+    report_expanded(missing, skipped)
     if not files:
         raise ImageError(f"{' '.join(args.images)}: nothing to predict; give image files or folders of images")
     named = {Path(a) for a in args.images if Path(a).is_file()}
