@@ -162,16 +162,15 @@ def run(args: argparse.Namespace) -> int:
     """Write one heatmap PNG per image; exit 2 when an image could not be used."""
     import torch
 
-    from heron.cli.predict import expand
+    from heron.cli.predict import expand, report_expanded
     from heron.data.images import load_image
     from heron.data.transforms import eval_transform
     from heron.interpret.cam import choose_method, class_maps, probabilities
     from heron.interpret.heatmap import network_view, save_heatmap
 
     source, image_args = _load(args)
-    files, missing = expand(image_args)
-    for message in missing:
-        print(f"heron: error: {message}", file=sys.stderr)
+    files, missing, skipped = expand(image_args)
+    report_expanded(missing, skipped)
     if not files:
         raise ImageError(f"{' '.join(image_args)}: no images to draw; give image files or folders of images")
     wanted = _class_index(args.class_name, source.labels)
