@@ -42,7 +42,7 @@ from heron.train import Learner, MetricsLogger, TimeBudget
 from heron.train.callbacks import Callback
 from heron.train.run import RunFolder
 
-__all__ = ["IGNORE", "POOL_BATCHES", "SequenceTaskConfig", "SequenceBatches", "PackedModel", "TimeBudget", "masked_accuracy",
+__all__ = ["IGNORE", "POOL_BATCHES", "SequenceTaskConfig", "task_model", "task_batches", "SequenceBatches", "PackedModel", "TimeBudget", "masked_accuracy",
            "predict_logits", "fit_model", "write_run", "load_run", "LoadedSequenceRun"]
 
 IGNORE = -100  # target of a padded step; CrossEntropyLoss(ignore_index=-100) is torch's default
@@ -75,6 +75,20 @@ class SequenceTaskConfig:
     max_minutes: float | None = None
     quiet: bool = False
     device: str = "cpu"
+
+
+def task_model(config: SequenceTaskConfig, num_outputs: int, vocab_size: int, output: str) -> SequenceModel:
+    """The recurrent network a text or tagging config describes; `output` "last" or "sequence"."""
+    return SequenceModel(num_outputs, vocab_size=vocab_size, embed_dim=config.embed_dim,
+                         hidden_size=config.hidden_size, num_layers=config.num_layers, cell=config.cell,
+                         dropout=config.dropout, bidirectional=config.bidirectional, output=output)
+
+
+def task_batches(codes: Sequence[Sequence[int]], targets: Sequence, config: SequenceTaskConfig,
+                 shuffle: bool) -> "SequenceBatches":
+    """Training (`shuffle`, with `<unk>` replacement) or validation batches for a task config."""
+    return SequenceBatches(codes, targets, config.batch_size, shuffle=shuffle, seed=config.seed,
+                           max_len=config.max_len, unk_prob=config.unk_prob if shuffle else 0.0)
 
 
 class SequenceBatches:

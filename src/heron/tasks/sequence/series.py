@@ -47,6 +47,7 @@ from heron.errors import DataError, ModelError
 from heron.models import build, load_weights, save_weights
 from heron.models.rnn import SequenceModel
 from heron.train import Learner, MetricsLogger
+from heron.train.metrics import confusion_matrix
 from heron.train.run import RunFolder
 
 __all__ = ["MODELS", "SeriesConfig", "SeriesGRU", "SeriesRun", "build_series_model", "train_series",
@@ -236,8 +237,7 @@ def _write(run: RunFolder, config: SeriesConfig, classes: list[str], spec: dict,
                                    "counts": data.counts(), "result": metrics})
     if shown is not None:
         split, truth, pred = shown
-        n = len(classes)  # rows actual, columns predicted (counted here: importing sklearn takes seconds)
-        matrix = np.bincount(truth.numpy() * n + pred.numpy(), minlength=n * n).reshape(n, n)
+        matrix = confusion_matrix(pred, truth, num_classes=len(classes))  # rows actual, columns predicted
         plot_confusion(matrix, classes, run / "confusion.png")
     plot_examples(data, classes, run / "examples.png")
 

@@ -32,8 +32,8 @@ from heron.data.text import SPECIALS, UNK, WordTokenizer
 from heron.data.text_files import TaggedSentences, read_conll
 from heron.errors import DataError
 from heron.models.rnn import SequenceModel
-from heron.tasks.sequence._fit import (LoadedSequenceRun, PackedModel, SequenceBatches, SequenceTaskConfig,
-                                       fit_model, load_run,
+from heron.tasks.sequence._fit import (LoadedSequenceRun, PackedModel, SequenceTaskConfig, fit_model,
+                                       task_batches, task_model, load_run,
                                        masked_accuracy, predict_logits, write_run)
 from heron.train.run import RunFolder
 
@@ -91,9 +91,7 @@ def train(config: TagConfig) -> TagRun:
     index = {t: i for i, t in enumerate(tags)}
     train_dl = _batches(tokenizer, train_set, index, config, shuffle=True)
     valid_dl = _batches(tokenizer, valid_set, index, config, shuffle=False) if len(valid_set) else None
-    net = SequenceModel(len(tags), vocab_size=len(tokenizer), embed_dim=config.embed_dim,
-                        hidden_size=config.hidden_size, num_layers=config.num_layers, cell=config.cell,
-                        dropout=config.dropout, bidirectional=config.bidirectional, output="sequence")
+    net = task_model(config, len(tags), len(tokenizer), output="sequence")
     run = RunFolder.create(config.out, f"tag-{Path(config.data).stem}", overwrite=config.overwrite)
     learner = fit_model(PackedModel(net), train_dl, valid_dl, config.epochs, config.lr, run=run,
                         metrics=(masked_accuracy,), max_minutes=config.max_minutes, quiet=config.quiet,
@@ -138,8 +136,7 @@ def _check_valid_tags(valid: TaggedSentences, tags: list[str], path: str | None)
 def _batches(tokenizer: WordTokenizer, data: TaggedSentences, index: dict, config: TagConfig, shuffle: bool):
     codes = [encode_tokens(tokenizer, sentence) for sentence in data.tokens]
     targets = [[index[t] for t in sentence] for sentence in data.tags]
-    return SequenceBatches(codes, targets, config.batch_size, shuffle=shuffle, seed=config.seed,
-                           max_len=config.max_len, unk_prob=config.unk_prob if shuffle else 0.0)
+    return task_batches(codes, targets, config, shuffle)
 
 
 def _score(net: SequenceModel, tokenizer: WordTokenizer, data: TaggedSentences, tags: list[str]) -> dict:

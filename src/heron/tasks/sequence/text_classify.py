@@ -28,9 +28,8 @@ from heron.data.folders import split_stratified
 from heron.data.text import CharTokenizer, Tokenizer, WordTokenizer
 from heron.data.text_files import LabelledTexts, read_labelled_csv
 from heron.errors import DataError
-from heron.models.rnn import SequenceModel
-from heron.tasks.sequence._fit import (LoadedSequenceRun, PackedModel, SequenceBatches, SequenceTaskConfig,
-                                       fit_model, load_run,
+from heron.tasks.sequence._fit import (LoadedSequenceRun, PackedModel, SequenceTaskConfig, fit_model,
+                                       task_batches, task_model, load_run,
                                        predict_logits, write_run)
 from heron.train.metrics import confusion_matrix
 from heron.train.run import RunFolder
@@ -81,9 +80,7 @@ def train(config: TextConfig) -> TextRun:
     index = {c: i for i, c in enumerate(classes)}
     train_dl = _batches(tokenizer, train_rows, index, config, shuffle=True)
     valid_dl = _batches(tokenizer, valid_rows, index, config, shuffle=False) if len(valid_rows) else None
-    net = SequenceModel(len(classes), vocab_size=len(tokenizer), embed_dim=config.embed_dim,
-                        hidden_size=config.hidden_size, num_layers=config.num_layers, cell=config.cell,
-                        dropout=config.dropout, bidirectional=config.bidirectional, output="last")
+    net = task_model(config, len(classes), len(tokenizer), output="last")
     run = RunFolder.create(config.out, f"text-{Path(config.data).stem}", overwrite=config.overwrite)
     learner = fit_model(PackedModel(net), train_dl, valid_dl, config.epochs, config.lr, run=run,
                         max_minutes=config.max_minutes, quiet=config.quiet, device=config.device)
@@ -145,8 +142,7 @@ def _encode(tokenizer: Tokenizer, text: str, lower: bool) -> list[int]:
 def _batches(tokenizer: Tokenizer, rows: LabelledTexts, index: dict, config: TextConfig, shuffle: bool):
     codes = [_encode(tokenizer, text, config.lower) for text in rows.texts]
     targets = [index[label] for label in rows.labels]
-    return SequenceBatches(codes, targets, config.batch_size, shuffle=shuffle, seed=config.seed,
-                           max_len=config.max_len, unk_prob=config.unk_prob if shuffle else 0.0)
+    return task_batches(codes, targets, config, shuffle)
 
 
 def _score(learner, valid_dl, classes: list[str], run: RunFolder) -> dict:
