@@ -16,7 +16,7 @@ import sys
 from heron.errors import HeronError
 
 # Modules under heron.cli that each add one or more sub-commands.
-COMMAND_MODULES = ("predict", "train", "demo", "summary", "scratch", "ensemble", "localize", "landmarks", "leakage", "heatmap", "units", "augment", "detect", "style", "translate", "series", "text", "lm")
+COMMAND_MODULES = ("predict", "train", "demo", "summary", "scratch", "ensemble", "localize", "landmarks", "leakage", "heatmap", "units", "augment", "detect", "style", "translate", "series", "text", "lm", "faces", "export", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

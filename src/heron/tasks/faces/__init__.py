@@ -1,0 +1,1 @@
+"""Face verification and one-shot recognition: embeddings, losses, thresholds, enrolment, liveness."""
