@@ -934,9 +934,14 @@ def predict_images(
         if error:
             yield Prediction(path, error=error)
             continue
-        values, indices = probs.topk(min(topk, len(labels)))
-        top = [{"label": labels[i], "index": int(i), "prob": round(float(v), 4)} for v, i in zip(values, indices.tolist())]
-        yield Prediction(path, top, engine=f"{engine}, precision {precision}")
+        yield Prediction(path, top_labels(probs, labels, topk), engine=f"{engine}, precision {precision}")
+
+
+def top_labels(probs: torch.Tensor, labels: list[str], topk: int) -> list[dict]:
+    """The `topk` most probable labels of one image as `heron predict --json` prints them:
+    `[{"label", "index", "prob"}]`, most probable first, probabilities rounded to 4 places."""
+    values, indices = torch.as_tensor(probs).topk(min(topk, len(labels)))
+    return [{"label": labels[i], "index": int(i), "prob": round(float(v), 4)} for v, i in zip(values, indices.tolist())]
 
 
 def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch_size: int = 32,
