@@ -164,9 +164,9 @@ def run(args: argparse.Namespace) -> int:
 
     from heron.cli.predict import expand, report_expanded
     from heron.data.images import load_image
-    from heron.data.transforms import eval_transform
     from heron.interpret.cam import choose_method, class_maps, probabilities
     from heron.interpret.heatmap import network_view, save_heatmap
+    from heron.interpret.overlay import model_input
 
     source, image_args = _load(args)
     files, missing, skipped = expand(image_args)
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = _class_index(args.class_name, source.labels)
     method = choose_method(source.model) if args.method == "auto" else args.method
     maps_from = _map_model(source, args.hires)
-    transform, out, used, failed = eval_transform(source.pre), Path(args.out), set(), bool(missing)
+    out, used, failed = Path(args.out), set(), bool(missing)
     for path in files:
         try:
             image = load_image(path)
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"heron: error: {err}", file=sys.stderr)
             failed = True
             continue
-        x = source.inputs(transform(image)[None].float().div_(255.0))  # (1, 3, h, w)
+        x = model_input(image, source.pre, source.inputs)  # (1, 3, h, w)
         index = wanted
         if args.hires:  # the dilated copy maps; the title keeps the model's own prediction
             with torch.no_grad():

@@ -1,4 +1,4 @@
-"""`heron predict IMAGE...`: top-k labels for photos, from ImageNet or a trained run."""
+"""`heron predict IMAGE...`: top-k labels for photos, from ImageNet, a trained run, or its ONNX export."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k labels for images (ImageNet, or a trained run with --model)",
                        description="Predict the top-k labels of images or folders of images.")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
-    p.add_argument("--model", metavar="RUN", help="a run folder from `heron train` (default: ImageNet EfficientNet-Lite0)")
+    p.add_argument("--model", metavar="RUN", help="a run folder from `heron train`, or a .onnx file from "
+                   "`heron export` (run by onnxruntime); default: ImageNet EfficientNet-Lite0")
     p.add_argument("--arch", default=DEFAULT_ARCH, help="ImageNet architecture when no --model (default %(default)s)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' or a weights file for --arch")
     p.add_argument("--topk", type=int, default=5, help="labels to show per image (default %(default)s)")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     A bad file inside a folder is reported on stderr and the rest are predicted.
     The engine and precision used are said on stderr before the first prediction.
     """
-    from heron.tasks.classify import predict_images, prediction_engine
+    from heron.serve.onnx_model import is_onnx_path
 
     files, missing, skipped = expand(args.images)
     report_expanded(missing, skipped)
@@ -77,11 +78,17 @@ def run(args: argparse.Namespace) -> int:
         raise ImageError(f"{' '.join(args.images)}: nothing to predict; give image files or folders of images")
     named = {Path(a) for a in args.images if Path(a).is_file()}
     failed_named = bool(missing)
-    engine, precision = prediction_engine(len(files), args.engine, args.precision)
-    announced = False  # which engine ran is said once, with the first prediction it made
-    for result in predict_images(files, run=args.model, arch=args.arch, weights=args.weights,
+    if is_onnx_path(args.model):
+        engine, precision, results = _onnx_predictions(args, files)
+    else:
+        from heron.tasks.classify import predict_images, prediction_engine
+
+        engine, precision = prediction_engine(len(files), args.engine, args.precision)
+        results = predict_images(files, run=args.model, arch=args.arch, weights=args.weights,
                                  topk=args.topk, batch_size=args.batch_size, progress=len(files) > 64,
-                                 precision=precision, engine=engine):
+                                 precision=precision, engine=engine)
+    announced = False  # which engine ran is said once, with the first prediction it made
+    for result in results:
         if not (result.error or announced):
             print(f"heron: engine {result.engine or engine + ', precision ' + precision}", file=sys.stderr, flush=True)
             announced = True
@@ -97,3 +104,21 @@ def run(args: argparse.Namespace) -> int:
             for entry in result.top:
                 print(f"  {entry['prob']:.3f}  {entry['label']}")
     return 2 if failed_named else 0
+
+
+def _onnx_predictions(args: argparse.Namespace, files: list[Path]):
+    """(engine, precision, predictions) of an exported .onnx model, run by onnxruntime in fp32.
+
+    Files are decoded and resized by heron's decoder and eval transform, as
+    for a run folder, so the top-k labels are the same.
+    """
+    from heron.errors import ModelError
+    from heron.serve.onnx_model import OnnxClassifier
+
+    if args.engine not in ("auto", "onnxruntime") or args.precision not in ("auto", "fp32"):
+        raise ModelError(f"{args.model}: an .onnx model runs in onnxruntime at fp32; "
+                         "drop --engine/--precision or give the run folder instead")
+    classifier = OnnxClassifier(args.model)
+    results = classifier.predict_images(files, topk=args.topk, batch_size=args.batch_size,
+                                        progress=len(files) > 64)
+    return "onnxruntime", "fp32", results

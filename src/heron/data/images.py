@@ -12,19 +12,22 @@ would see it:
 
 Anything wrong with a file (missing, empty, not an image, truncated, too many
 pixels) raises `heron.errors.ImageError` with one line naming the file and the
-fix. Nothing here changes Pillow's global settings
-(`ImageFile.LOAD_TRUNCATED_IMAGES` stays off, so a half-downloaded photo is an
-error rather than a silently grey picture).
+fix; `decode_image` does the same, with the same checks and messages, for
+bytes in memory or an open binary file (an HTTP upload). Nothing here changes
+Pillow's global settings (`ImageFile.LOAD_TRUNCATED_IMAGES` stays off, so a
+half-downloaded photo is an error rather than a silently grey picture).
 
 Folder listing (`find_images`) looks at file names only; it never opens a file.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -40,6 +43,7 @@ __all__ = [
     "is_image_file",
     "image_size",
     "load_image",
+    "decode_image",
     "try_load_image",
 ]
 
@@ -136,25 +140,26 @@ def _check_file(path: Path) -> None:
         raise ImageError(f"{path}: file is empty (0 bytes); copy it again or delete it")
 
 
-def _too_large(path: Path, width: int, height: int, max_pixels: int) -> ImageError:
+def _too_large(path: Path | str, width: int, height: int, max_pixels: int) -> ImageError:
     return ImageError(
         f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
         f"(a possible decompression bomb); shrink the image or pass a larger max_pixels"
     )
 
 
-def _over_pillow_limit(path: Path, exc: Exception) -> ImageError:
+def _over_pillow_limit(path: Path | str, exc: Exception) -> ImageError:
     return ImageError(
         f"{path}: over Pillow's pixel limit ({exc}); shrink the image or raise PIL.Image.MAX_IMAGE_PIXELS"
     )
 
 
-def _open(path: Path) -> Image.Image:
-    """Image.open with heron's error messages; Pillow's bomb warning is left to our own check."""
+def _open(source: Path | BinaryIO, path: Path | str) -> Image.Image:
+    """Image.open of a file or a binary stream, with heron's error messages naming `path`;
+    Pillow's bomb warning is left to our own check."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(source)
     except Image.DecompressionBombError as exc:
         raise _over_pillow_limit(path, exc) from None
     except UnidentifiedImageError:
@@ -256,7 +261,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     _check_file(path)
-    img = _open(path)
+    img = _open(path, path)
     try:
         width, height = img.size
         return (height, width) if _orientation(img) in _TRANSPOSED_ORIENTATIONS else (width, height)
@@ -295,7 +300,47 @@ def load_image(
     """
     path = Path(path)
     _check_file(path)
-    img = _open(path)
+    return _decode(path, path, max_pixels, min_size)
+
+
+def _stream_size(stream: BinaryIO) -> int:
+    """Bytes from the stream's position to its end; the position is kept."""
+    start = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(start)
+    return end - start
+
+
+def decode_image(
+    data: bytes | bytearray | memoryview | BinaryIO,
+    name: str = "upload",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    min_size: int | tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """`load_image` for an image that is not a file on disk: bytes, or a seekable binary file object.
+
+    The same decoding, checks and one-line messages as `load_image`, with
+    `name` (the upload's file name, say) where those name the path. Used
+    for images that arrive over the network, which never touch the disk.
+
+    Raises:
+        ImageError: empty data, not an image, truncated or corrupt data, or
+            more than `max_pixels` pixels.
+    """
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if _stream_size(stream) == 0:
+        raise ImageError(f"{name}: file is empty (0 bytes); copy it again or delete it")
+    return _decode(stream, name, max_pixels, min_size)
+
+
+def _decode(
+    source: Path | BinaryIO,
+    path: Path | str,
+    max_pixels: int | None,
+    min_size: int | tuple[int, int] | None,
+) -> torch.Tensor:
+    """The decoding `load_image` and `decode_image` share; messages name `path`."""
+    img = _open(source, path)
     try:
         width, height = img.size
         if max_pixels is not None and width * height > max_pixels:

@@ -42,10 +42,15 @@ def network_view(image: torch.Tensor, pre: Preprocessing, longest: int = DISPLAY
 
 
 def normalise_map(heat: torch.Tensor) -> torch.Tensor:
-    """`(h, w)` scaled to [0, 1], its minimum to 0 and its maximum to 1 (a flat map becomes 0)."""
+    """`(h, w)` scaled to [0, 1], its minimum to 0 and its maximum to 1.
+
+    A flat map becomes 0: one cell upsampled, or all cells equal, leaves float
+    rounding noise (~1e-7 of its size) that stretched to [0, 1] would draw as stripes.
+    """
     heat = heat.float()
     low, span = heat.min(), heat.max() - heat.min()
-    return (heat - low) / span if span > 0 else torch.zeros_like(heat)
+    flat = span <= 1e-6 * max(float(heat.abs().max()), 1e-12)
+    return torch.zeros_like(heat) if flat else (heat - low) / span
 
 
 def blend(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:

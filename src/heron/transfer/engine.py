@@ -388,13 +388,9 @@ class OnnxRuntimeEngine(_CompiledEngine):
         )
 
     def _load(self, folder: Path, shape: tuple[int, ...]):
-        ort = self._ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(self.threads)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave idle cores to decoding
-        return ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        from heron._onnx import ort_session
+
+        return ort_session(self._ort, str(folder / "model.onnx"), self.threads)
 
     def _run(self, session, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"images": x.numpy()})[0]).float()  # (N, D)
