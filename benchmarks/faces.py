@@ -44,46 +44,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def digit_photo(image8: np.ndarray, rng: np.random.Generator, size: int):
-    """One "photo" of a handwritten digit (8x8, ink 0..16): random pose, stroke width, blur, contrast and
-    noise, dark ink on white, as a size x size greyscale PIL image. What varies between photos of a face."""
-    from PIL import Image, ImageFilter
-
-    big = size * 2
-    ink = Image.fromarray((image8 / 16.0 * 255).astype(np.uint8)).resize((big, big), Image.BICUBIC)
-    stroke = rng.integers(3)
-    if stroke == 1:
-        ink = ink.filter(ImageFilter.MaxFilter(5))
-    elif stroke == 2:
-        ink = ink.filter(ImageFilter.MinFilter(3))
-    angle, scale = rng.uniform(-10, 10), rng.uniform(0.85, 1.05)
-    ink = ink.rotate(angle, Image.BICUBIC, translate=tuple(rng.uniform(-0.06, 0.06, 2) * big))
-    side = int(big * scale)
-    canvas = Image.new("L", (big, big))
-    canvas.paste(ink.resize((side, side), Image.BICUBIC), ((big - side) // 2, (big - side) // 2))
-    canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2))).resize((size, size), Image.BILINEAR)
-    pixels = np.asarray(canvas, dtype=np.float32) * rng.uniform(0.7, 1.0) + rng.normal(0, 8, (size, size))
-    return Image.fromarray((255 - pixels).clip(0, 255).astype(np.uint8))
-
-
-def write_digit_people(root: Path, digits, per_digit: int, photos: int, size: int = 64, seed: int = 0) -> Path:
-    """`root/<digit>-<sample>/<n>.png`: `per_digit` handwritten samples of each digit (seeded) are the
-    identities, each photographed `photos` times by `digit_photo`."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    rng = np.random.default_rng(seed)
-    for digit in digits:
-        for index in rng.permutation(np.flatnonzero(data.target == digit))[:per_digit]:
-            folder = Path(root) / f"{digit}-{index:04d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for n in range(photos):
-                digit_photo(data.images[index], rng, size).save(folder / f"{n:02d}.png")
-    return Path(root)
+from heron.data.synthetic import write_digit_people  # noqa: E402
+from heron.tasks.faces.encoder import PooledFeatures  # noqa: E402
 
 
 def people_arrays(folder: Path):
-    from heron.tasks.faces.train import find_people
+    from heron.tasks.faces.people import find_people
 
     people = find_people(folder, min_people=2)
     return people.paths, np.asarray(people.labels)
@@ -101,20 +67,8 @@ def baseline_embeddings(paths, arch: str, size: int | None, crop_faces: bool = F
     encoder, pre = build_encoder(arch, "imagenet", dim=1, size=size)
     pooled = PooledFeatures(encoder)
     if crop_faces:
-        pooled.dim = encoder.head.in_features
         return FaceRun(pooled, pre, 0.0, "", Path("untrained"), crop_faces=True).embed(list(paths))
     return embed_paths(pooled, list(paths), pre, workers=0)
-
-
-class PooledFeatures(torch.nn.Module):
-    """An encoder's pooled trunk features, L2-normalised: the untrained baseline's embedding."""
-
-    def __init__(self, encoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.encoder.features(x), dim=1)
 
 
 def compare(train_dir: Path, test_dir: Path, run: Path, args, size: int | None, drop_duplicates: bool = False,
@@ -123,7 +77,7 @@ def compare(train_dir: Path, test_dir: Path, run: Path, args, size: int | None, 
     from heron.tasks.faces import verification as V
     from heron.tasks.faces.evaluate import score_embeddings, unique_files
     from heron.tasks.faces.run import load_face_run
-    from heron.tasks.faces.train import FaceConfig, train_faces
+    from heron.tasks.faces.train import FaceConfig, choose_threshold, train_faces
 
     start = time.perf_counter()
     config = FaceConfig(data=str(train_dir), out=str(run), arch=args.arch, dim=args.dim, size=size,
@@ -143,7 +97,7 @@ def compare(train_dir: Path, test_dir: Path, run: Path, args, size: int | None, 
     train_paths, train_labels = people_arrays(train_dir)
     i, j, same = V.pair_indices(train_labels, max_pairs=200_000, seed=args.seed)
     base_train = baseline_embeddings(train_paths, args.arch, size, config.crop_faces)
-    base_tau = V.threshold_for_far(V.pair_distances(base_train, i, j), same, config.target_far)
+    base_tau, _ = choose_threshold(V.pair_distances(base_train, i, j), same, "far", config.target_far)
     base, _ = score_embeddings(baseline_embeddings(paths, args.arch, size, config.crop_faces), labels, base_tau, 1,
                                args.strangers, args.seed)
     return {"trained": ours, "untrained": base, "train_seconds": trained_seconds}
@@ -218,7 +172,7 @@ def main(argv=None) -> int:
     parser.add_argument("--yale-size", type=int, default=None, help="encoder input for the faces (default 224)")
     parser.add_argument("--yale-unseen", type=int, default=5, help="people kept unseen (default 5 of 15)")
     parser.add_argument("--yale-splits", type=int, default=3, help="people splits trained and scored (default 3)")
-    parser.add_argument("--valid-people", type=int, help="training-side people held out for tau (default 20%%)")
+    parser.add_argument("--valid-people", type=int, help="training-side people held out for tau (default a quarter, at least 3)")
     parser.add_argument("--crop-faces", action="store_true", help="crop the faces first (yalefaces)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=30)

@@ -37,7 +37,7 @@ def _add_train(commands) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate on cached features (default 1e-3)")
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="peak learning rate when fine-tuning")
     p.add_argument("--size", type=int, help="input side in pixels (default: the weights' own)")
-    p.add_argument("--valid-people", type=int, help="people held out for the threshold (default 20%%, min 2)")
+    p.add_argument("--valid-people", type=int, help="people held out for the threshold (default a quarter, at least 3)")
     p.add_argument("--target-far", type=float, default=1e-3, help="false-accept rate tau is chosen for (1e-3)")
     p.add_argument("--threshold", choices=("far", "accuracy"), default="far",
                    help="tau for the target FAR (default) or for the best accuracy")

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPES", "background", "clustered_boxes", "write_detection_shapes", "write_shapes"]
+__all__ = ["SHAPES", "background", "clustered_boxes", "digit_photo", "write_detection_shapes", "write_digit_people",
+           "write_shapes"]
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -176,3 +177,42 @@ def clustered_boxes(n: int, seed: int = 0, size: float = 640.0, per_object: int 
     wh = object_sides[which] * (1 + shape_jitter * torch.randn(n, 2, generator=g)).clamp(min=0.2)
     scores = (torch.randperm(n, generator=g).float() + 1) / n
     return torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1), scores
+
+
+# ---- identities for one-shot recognition: handwritten samples photographed many times
+def digit_photo(image8: np.ndarray, rng: np.random.Generator, size: int):
+    """One "photo" of a handwritten digit (8x8, ink 0..16): random pose, stroke width, blur, contrast and
+    noise, dark ink on white, as a size x size greyscale PIL image. What varies between photos of a face."""
+    from PIL import ImageFilter
+
+    big = size * 2
+    ink = Image.fromarray((image8 / 16.0 * 255).astype(np.uint8)).resize((big, big), Image.BICUBIC)
+    stroke = rng.integers(3)
+    if stroke == 1:
+        ink = ink.filter(ImageFilter.MaxFilter(5))
+    elif stroke == 2:
+        ink = ink.filter(ImageFilter.MinFilter(3))
+    angle, scale = rng.uniform(-10, 10), rng.uniform(0.85, 1.05)
+    ink = ink.rotate(angle, Image.BICUBIC, translate=tuple(rng.uniform(-0.06, 0.06, 2) * big))
+    side = int(big * scale)
+    canvas = Image.new("L", (big, big))
+    canvas.paste(ink.resize((side, side), Image.BICUBIC), ((big - side) // 2, (big - side) // 2))
+    canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2))).resize((size, size), Image.BILINEAR)
+    pixels = np.asarray(canvas, dtype=np.float32) * rng.uniform(0.7, 1.0) + rng.normal(0, 8, (size, size))
+    return Image.fromarray((255 - pixels).clip(0, 255).astype(np.uint8))
+
+
+def write_digit_people(root: Path, digits, per_digit: int, photos: int, size: int = 64, seed: int = 0) -> Path:
+    """`root/<digit>-<sample>/<n>.png`: `per_digit` handwritten samples of each digit (seeded) are the
+    identities, each photographed `photos` times by `digit_photo`."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    rng = np.random.default_rng(seed)
+    for digit in digits:
+        for index in rng.permutation(np.flatnonzero(data.target == digit))[:per_digit]:
+            folder = Path(root) / f"{digit}-{index:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(photos):
+                digit_photo(data.images[index], rng, size).save(folder / f"{n:02d}.png")
+    return Path(root)

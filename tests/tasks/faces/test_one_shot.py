@@ -1,8 +1,8 @@
 """One-shot recognition of identities the encoder never saw, on scikit-learn's digits.
 
 An identity is one handwritten sample; its images are "photos" of it (random
-pose, stroke width, blur, contrast, noise: `benchmarks/faces.py`'s
-`write_digit_people`). The encoder trains on identities of the digits 0-6;
+pose, stroke width, blur, contrast, noise:
+`heron.data.synthetic.write_digit_people`). The encoder trains on identities of the digits 0-6;
 identities of the digits 7-9 are enrolled with ONE photo each and the other
 photos are identified; some unseen identities stay out of the gallery as
 strangers. The untrained ImageNet EfficientNet-Lite0 encoder (pooled
@@ -16,17 +16,16 @@ benchmark's full-size run (64 px, 8 photos, 30 epochs) reaches 0.89 vs 0.79.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from heron.tasks.faces.encoder import build_encoder
+from heron.data.synthetic import write_digit_people
+from heron.tasks.faces.encoder import PooledFeatures, build_encoder
 from heron.tasks.faces.evaluate import score_embeddings
 from heron.tasks.faces.run import load_face_run
-from heron.tasks.faces.train import FaceConfig, embed_paths, find_people, train_faces
+from heron.tasks.faces.people import find_people
+from heron.tasks.faces.train import FaceConfig, embed_paths, train_faces
 
 pytest.importorskip("sklearn")
 SIZE = 48  # photo side and encoder input
@@ -35,25 +34,16 @@ PHOTOS = 8  # photos per identity
 SEEDS = range(5)  # enrolment draws averaged
 
 
-def _benchmark():
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "faces.py"
-    spec = importlib.util.spec_from_file_location("heron_faces_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def digit_people(tmp_path_factory):
-    bench = _benchmark()
     root = tmp_path_factory.mktemp("digits")
-    train = bench.write_digit_people(root / "train", range(0, 7), per_digit=PER_DIGIT, photos=PHOTOS, size=SIZE, seed=0)
-    unseen = bench.write_digit_people(root / "unseen", range(7, 10), per_digit=4, photos=PHOTOS, size=SIZE, seed=1)
-    return train, unseen, bench
+    train = write_digit_people(root / "train", range(0, 7), per_digit=PER_DIGIT, photos=PHOTOS, size=SIZE, seed=0)
+    unseen = write_digit_people(root / "unseen", range(7, 10), per_digit=4, photos=PHOTOS, size=SIZE, seed=1)
+    return train, unseen
 
 
 def test_trained_encoder_identifies_unseen_identities_from_one_photo(digit_people, tmp_path):
-    train, unseen, bench = digit_people
+    train, unseen = digit_people
     torch.manual_seed(0)
     config = FaceConfig(data=str(train), out=str(tmp_path / "run"), size=SIZE, epochs=15, lr=1e-3, augment=False,
                         valid_people=10, target_far=1e-2, cache_dir=str(tmp_path / "cache"), workers=0, quiet=True)
@@ -62,7 +52,7 @@ def test_trained_encoder_identifies_unseen_identities_from_one_photo(digit_peopl
     assert not set(people.names) & set(find_people(train).names)  # every identity scored is unseen
     embeddings = run.embed(people.paths)
     encoder, pre = build_encoder("efficientnet_lite0", "imagenet", dim=1, size=SIZE)
-    baseline_embeddings = embed_paths(bench.PooledFeatures(encoder), people.paths, pre, workers=0)
+    baseline_embeddings = embed_paths(PooledFeatures(encoder), people.paths, pre, workers=0)
     # five enrolment draws (which photo is enrolled, who is a stranger), the same for both encoders
     ours = _mean([score_embeddings(embeddings, people.labels, run.tau, 1, 0.25, seed)[0] for seed in SEEDS])
     base = _mean([score_embeddings(baseline_embeddings, people.labels, 1.0, 1, 0.25, seed)[0] for seed in SEEDS])

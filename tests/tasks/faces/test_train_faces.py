@@ -13,7 +13,8 @@ from heron.errors import DataError, TrainingError
 from heron.tasks.faces import verification as V
 from heron.tasks.faces.losses import batch_triplet_loss, contrastive_loss
 from heron.tasks.faces.run import load_face_run
-from heron.tasks.faces.train import FaceConfig, PairObjective, find_people, make_loss, split_people, train_faces
+from heron.tasks.faces.people import find_people, split_people
+from heron.tasks.faces.train import FaceConfig, PairObjective, make_loss, train_faces
 
 
 def write_people(root, people: int = 6, images: int = 6, size: int = 32, seed: int = 0):
@@ -73,7 +74,7 @@ def test_bad_data_gives_one_line_errors_with_the_fix(tmp_path):
 def test_people_are_split_by_person_with_a_seed(people_dir):
     people = find_people(people_dir)
     train, valid = split_people(people, None, seed=3)
-    assert len(valid.names) == 2 and len(train.names) == 4  # 20% of 6, at least 2
+    assert len(valid.names) == 3 and len(train.names) == 3  # a quarter of 6, at least 3
     assert not set(train.names) & set(valid.names)
     assert sorted(train.names + valid.names) == people.names
     assert {p.parent.name for p in valid.paths} == set(valid.names)
@@ -219,3 +220,9 @@ def test_scores_match_brute_force():
     d = np.array([dist(a, b) for a, b in pairs])
     assert metrics["auc"] == pytest.approx(roc_auc_score(same, -d))
     assert metrics["accuracy_at_tau"] == pytest.approx(np.mean((d <= tau) == same))
+
+
+def test_the_default_hold_out_is_a_quarter_at_least_three_leaving_two_to_train():
+    from heron.tasks.faces.people import default_valid_people
+
+    assert [default_valid_people(n) for n in (4, 5, 6, 10, 15, 40, 100)] == [2, 3, 3, 3, 4, 10, 25]

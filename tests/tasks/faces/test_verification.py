@@ -137,3 +137,28 @@ def test_nearest_searches_in_blocks(monkeypatch):
     index, _ = v.nearest(gallery, probes)
     brute = [int(np.argmin(np.linalg.norm(gallery - p, axis=1))) for p in probes]
     assert index.tolist() == brute
+
+
+def test_normal_tail_threshold_matches_the_empirical_one_where_the_far_is_measurable():
+    rng = np.random.default_rng(3)
+    different = rng.normal(1.2, 0.1, 200_000)
+    same_d = rng.normal(0.5, 0.1, 1000)
+    distances = np.r_[same_d, different]
+    same = np.r_[np.ones(1000, bool), np.zeros(200_000, bool)]
+    fitted = v.normal_tail_threshold(distances, same, 1e-3)
+    assert abs(fitted - (1.2 + 0.1 * -3.090232)) < 2e-3  # the normal quantile Phi^-1(1e-3)
+    assert abs(fitted - v.threshold_for_far(distances, same, 1e-3)) < 5e-3
+
+
+def test_too_few_pairs_take_the_cautious_fitted_threshold():
+    from heron.tasks.faces.train import choose_threshold
+
+    rng = np.random.default_rng(4)
+    distances = np.r_[rng.normal(0.5, 0.1, 50), rng.normal(1.2, 0.15, 100)]
+    same = np.r_[np.ones(50, bool), np.zeros(100, bool)]
+    tau, rule = choose_threshold(distances, same, "far", 1e-3)  # 100 pairs cannot show a FAR of 1e-3
+    assert tau == pytest.approx(min(v.normal_tail_threshold(distances, same, 1e-3),
+                                    v.threshold_for_far(distances, same, 1e-3)))
+    assert "too few" in rule or "nearest" in rule
+    tau_measured, rule_measured = choose_threshold(distances, same, "far", 2e-2)
+    assert tau_measured == v.threshold_for_far(distances, same, 2e-2) and "measured" in rule_measured

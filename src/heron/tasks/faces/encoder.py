@@ -22,7 +22,7 @@ from heron.data.transforms import Preprocessing
 from heron.models import build
 from heron.nn.modes import batchnorm_eval
 
-__all__ = ["FaceEncoder", "build_encoder"]
+__all__ = ["FaceEncoder", "PooledFeatures", "build_encoder"]
 
 
 class FaceEncoder(nn.Module):
@@ -98,3 +98,20 @@ def build_encoder(arch: str = "efficientnet_lite0", weights: str | None = "image
         torch.manual_seed(seed)
     encoder = FaceEncoder(backbone, channels, dim, pre.mean, pre.std)
     return encoder, pre
+
+
+class PooledFeatures(nn.Module):
+    """An encoder's pooled trunk features, L2-normalised, with no projection: the untrained baseline.
+
+    What "the pretrained network + cosine 1-NN" means when a trained face
+    encoder is compared with doing no metric learning at all (unit vectors, so
+    Euclidean order is cosine order).
+    """
+
+    def __init__(self, encoder: FaceEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dim = encoder.head.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.encoder.features(x), dim=1)

@@ -123,7 +123,7 @@ def evaluate_faces(run_path: str | Path, data: str | Path, enrol_per_person: int
     """
     from heron._atomic import atomic_write_json
     from heron.tasks.faces.run import load_face_run
-    from heron.tasks.faces.train import find_people
+    from heron.tasks.faces.people import find_people
 
     run = load_face_run(run_path)
     people = find_people(data, min_images=enrol_per_person + 1, min_people=2)

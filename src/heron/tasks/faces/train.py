@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from heron.data.images import find_images
 from heron.data.loader import ImageFiles, file_loader, image_loader
 from heron.data.transforms import Preprocessing, eval_transform
 from heron.errors import DataError, TrainingError
 from heron.tasks.faces.encoder import FaceEncoder, build_encoder
+from heron.tasks.faces.people import People, find_people, split_people
 from heron.tasks.faces.losses import VerificationHead, batch_triplet_loss, contrastive_loss
 from heron.tasks.faces.run import save_face_run
 from heron.tasks.faces.sampling import PKSampler
@@ -46,14 +46,13 @@ from heron.transfer.cache import FeatureCache, weights_fingerprint
 from heron.transfer.extract import SeededView, extract_features
 from heron.transfer.freeze import discriminative_param_groups, freeze, unfreeze
 
-__all__ = ["FaceConfig", "People", "embed_paths", "find_people", "split_people", "thin_roc", "train_faces",
+__all__ = ["FaceConfig", "choose_threshold", "embed_paths", "thin_roc", "train_faces",
            "LOSSES", "MINING", "THRESHOLDS"]
 
 LOSSES = ("triplet", "contrastive", "binary")
 MINING = ("batch_hard", "batch_all", "semi_hard")
 THRESHOLDS = ("far", "accuracy")
 DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0, "binary": 0.0}
-MIN_PEOPLE = 4
 MAX_VALID_PAIRS = 200_000
 
 
@@ -63,7 +62,7 @@ class FaceConfig:
 
     `margin` None: 0.2 for the triplet loss (squared distances), 1.0 for the
     contrastive loss. `size` None: the weights' input size. `valid_people`
-    None: 20% of the people, at least 2. `augment_copies`: augmented views
+    None: a quarter of the people, at least 3 (`default_valid_people`). `augment_copies`: augmented views
     of each training image cached beside the plain one (with `augment`).
     """
 
@@ -105,71 +104,6 @@ class FaceConfig:
 
     def resolved_margin(self) -> float:
         return DEFAULT_MARGIN[self.loss] if self.margin is None else float(self.margin)
-
-
-# ---------------------------------------------------------------- data: one folder per person
-
-
-@dataclass
-class People:
-    """Image files with an identity index each; `names[label]` is the folder of that person."""
-
-    names: list[str]
-    paths: list[Path]
-    labels: list[int]
-
-    def subset(self, people: list[int]) -> "People":
-        """The images of the people `people` (indices into `names`), relabelled 0..len-1 in that order."""
-        remap = {old: new for new, old in enumerate(people)}
-        keep = [i for i, label in enumerate(self.labels) if label in remap]
-        return People([self.names[p] for p in people], [self.paths[i] for i in keep],
-                      [remap[self.labels[i]] for i in keep])
-
-    def counts(self) -> np.ndarray:
-        return np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.names))
-
-
-def find_people(data: str | Path, min_images: int = 2, min_people: int = MIN_PEOPLE) -> People:
-    """The people of DATA (one sub-folder each, images anywhere inside it), checked for training.
-
-    Raises DataError (one line, naming the folder and the fix) for a missing
-    or empty folder, fewer than `min_people` people, or a person with fewer
-    than `min_images` images.
-    """
-    root = Path(data)
-    if not root.is_dir():
-        raise DataError(f"{root}: folder not found; pass a folder with one sub-folder of images per person")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    names, paths, labels = [], [], []
-    for folder in folders:
-        images = find_images(folder)
-        if not images:
-            continue
-        if len(images) < min_images:
-            raise DataError(f"{folder}: {len(images)} image of this person; pairs need at least {min_images} "
-                            "per person: add another photo or remove the folder")
-        labels += [len(names)] * len(images)
-        names.append(folder.name)
-        paths += images
-    if not names:
-        raise DataError(f"{root}: no images in sub-folders; put each person's photos in a folder of their own "
-                        "(DATA/<name>/*.jpg)")
-    if len(names) < min_people:
-        raise DataError(f"{root}: {len(names)} people with images; training and a threshold on unseen people "
-                        f"need at least {min_people}: add people (one folder each)")
-    return People(names, paths, labels)
-
-
-def split_people(people: People, valid_people: int | None, seed: int) -> tuple[People, People]:
-    """(training people, held-out people): a seeded split by person, never by image."""
-    n = len(people.names)
-    count = max(2, round(0.2 * n)) if valid_people is None else int(valid_people)
-    if count < 2 or n - count < 2:
-        raise DataError(f"{n} people: --valid-people {count} must leave at least 2 people on each side; "
-                        "pick a value from 2 to {n - 2}")
-    order = np.random.default_rng(seed).permutation(n)
-    valid, train = sorted(order[:count].tolist()), sorted(order[count:].tolist())
-    return people.subset(train), people.subset(valid)
 
 
 # ---------------------------------------------------------------- the objective
@@ -291,13 +225,28 @@ def pair_metrics(embeddings: np.ndarray, labels: list[int], target_far: float, s
     return metrics, {**roc, "distances": distances, "same": same}
 
 
-def choose_threshold(distances: np.ndarray, same: np.ndarray, how: str, target_far: float) -> float:
-    """tau: the largest distance whose FAR stays within `target_far` ("far"), or the best accuracy."""
+def choose_threshold(distances: np.ndarray, same: np.ndarray, how: str, target_far: float) -> tuple[float, str]:
+    """(tau, the rule that chose it): the largest distance whose FAR stays within `target_far` ("far"),
+    or the best accuracy ("accuracy").
+
+    With fewer different-person pairs than 1 / target_far the target cannot
+    be measured, and the empirical tau sits just below the nearest stranger
+    pair that happened to be drawn: strangers then pass. tau is then the
+    smaller of that and the fitted normal tail's (`normal_tail_threshold`).
+    """
     from heron.tasks.faces import verification as V
 
     if how == "accuracy":
-        return float(V.best_accuracy_threshold(distances, same))
-    return float(V.threshold_for_far(distances, same, target_far))
+        return float(V.best_accuracy_threshold(distances, same)), "best accuracy"
+    tau = float(V.threshold_for_far(distances, same, target_far))
+    different = int(np.sum(~np.asarray(same, dtype=bool)))
+    if different * target_far >= 1:
+        return tau, f"FAR {target_far:g} measured on {different} different-person pairs"
+    fitted = float(V.normal_tail_threshold(distances, same, target_far))
+    if fitted < tau:
+        return fitted, (f"FAR {target_far:g} from a normal fitted to {different} different-person pairs "
+                        "(too few to measure it)")
+    return tau, f"FAR {target_far:g}: below the nearest of {different} different-person pairs"
 
 
 def thin_roc(roc: dict, points: int = 2000) -> dict:
@@ -571,10 +520,11 @@ def _threshold(job: _Job) -> tuple[float, dict, dict]:
     config = job.config
     embeddings = embed_paths(job.encoder, job.valid.paths, job.pre, config.workers)
     metrics, roc = pair_metrics(embeddings, job.valid.labels, config.target_far, seed=config.seed)
-    tau = choose_threshold(roc["distances"], roc["same"], config.threshold, config.target_far)
+    tau, rule = choose_threshold(roc["distances"], roc["same"], config.threshold, config.target_far)
     from heron.tasks.faces import verification as V
 
     metrics["tau"] = tau
+    metrics["tau_rule"] = rule
     metrics["accuracy_at_tau"] = float(V.verification_accuracy(roc["distances"], roc["same"], tau))
     metrics["min_measurable_far"] = 1.0 / max(metrics["different_pairs"], 1)
     metrics["valid_people"] = len(job.valid.names)
@@ -638,5 +588,4 @@ def _summary(metrics: dict, config: FaceConfig) -> str:
     far = f"{config.target_far:g}"
     return (f"held-out people {metrics['valid_people']}: AUC {metrics['auc']:.4f}, TAR at FAR {far} "
             f"{metrics['tar_at_target_far']:.4f}, tau {metrics['tau']:.4f} (accuracy {metrics['accuracy_at_tau']:.4f}; "
-            f"{metrics['different_pairs']} different-person pairs, so FARs below "
-            f"{metrics['min_measurable_far']:.1e} cannot be measured)")
+            f"{metrics['tau_rule']})")

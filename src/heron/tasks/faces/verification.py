@@ -24,6 +24,7 @@ __all__ = [
     "pair_distances",
     "roc",
     "threshold_for_far",
+    "normal_tail_threshold",
     "best_accuracy_threshold",
     "tar_at_far",
     "verification_accuracy",
@@ -165,6 +166,24 @@ def threshold_for_far(distances, same, target_far: float = 1e-3) -> float:
     """
     curve = roc(distances, same)
     return float(curve["thresholds"][_operating_index(curve, target_far)])
+
+
+def normal_tail_threshold(distances, same, target_far: float = 1e-3) -> float:
+    """tau where a normal fitted to the different-person distances puts `target_far` of them below it.
+
+    For a false accept rate smaller than one pair in the data can show (fewer
+    than 1 / target_far different-person pairs), the empirical threshold only
+    says "just below the nearest stranger pair seen"; the fitted tail
+    extrapolates, mean + sigma * Phi^-1(target_far), and is the cautious choice.
+    """
+    from statistics import NormalDist
+
+    d = np.asarray(distances, dtype=np.float64).reshape(-1)
+    s = np.asarray(same).reshape(-1).astype(bool)
+    different = d[~s]
+    if different.size < 2:
+        raise DataError("a fitted threshold needs at least 2 different-person pairs; add people")
+    return float(different.mean() + different.std(ddof=1) * NormalDist().inv_cdf(target_far))
 
 
 def tar_at_far(distances, same, far: float) -> float:
