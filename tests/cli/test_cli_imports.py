@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "torchvision", "numpy", "matplotlib", "PIL", "sklearn", "safetensors")
+HEAVY = ("torch", "torchvision", "numpy", "matplotlib", "PIL", "sklearn", "safetensors", "sqlite3", "av", "cv2",
+         "fastapi", "starlette", "uvicorn", "onnx", "onnxruntime")
 
 
 def _loaded_after(code: str) -> dict:
@@ -40,7 +41,17 @@ def test_parsing_every_command_line_imports_nothing_heavy():
         "parser.parse_args(['demo'])\n"
         "parser.parse_args(['detect', 'train', 'x', '--size', '416', '--anchors', '5'])\n"
         "parser.parse_args(['detect', 'predict', 'run', 'a.jpg', '-o', 'out'])\n"
-        "parser.parse_args(['landmarks', 'x', '--points', 'p.csv'])"
+        "parser.parse_args(['landmarks', 'x', '--points', 'p.csv'])\n"
+        "parser.parse_args(['faces', 'train', 'people', '--loss', 'contrastive', '--crop-faces'])\n"
+        "parser.parse_args(['faces', 'enroll', 'run', '--db', 'f.db', 'alice', 'a.png', 'b/'])\n"
+        "parser.parse_args(['faces', 'verify', 'run', '--db', 'f.db', 'alice', 'a.png', '--liveness', 'gate'])\n"
+        "parser.parse_args(['faces', 'identify', 'run', '--db', 'f.db', 'a.png', '--top-k', '3', '--json'])\n"
+        "parser.parse_args(['faces', 'list', '--db', 'f.db'])\n"
+        "parser.parse_args(['faces', 'remove', '--db', 'f.db', 'alice'])\n"
+        "parser.parse_args(['faces', 'liveness', 'train', 'data', '--frames-per-video', '4', '--unfreeze', 'all'])\n"
+        "parser.parse_args(['faces', 'liveness', 'predict', 'run', 'a.png', '--threshold', '0.7'])\n"
+        "parser.parse_args(['export', 'run', '--format', 'onnx', '-o', 'm.onnx'])\n"
+        "parser.parse_args(['serve', 'run', '--host', '0.0.0.0', '--port', '0'])"
     )
     assert _loaded_after(code)["loaded"] == []
 

@@ -192,14 +192,9 @@ def check_liveness(run_path: str | Path, image_path: str | Path) -> tuple[str, f
 
 def run_predict(args: argparse.Namespace) -> int:
     """One line per photo; exit 2 when a file named on the command line could not be scored."""
-    from heron.cli.predict import expand, report_expanded
+    from heron.cli.predict import files_to_read
 
-    files, missing, skipped = expand(args.images)
-    report_expanded(missing, skipped)
-    if not files:
-        raise ImageError(f"{' '.join(args.images)}: nothing to check; give photos or folders of photos")
-    named = {Path(a) for a in args.images if Path(a).is_file()}
-    failed = bool(missing)
+    files, named, failed = files_to_read(args.images, "nothing to check; give photos or folders of photos")
     for prediction in _predictions(args.run, files):
         try:
             score = _spoof_probability(prediction, args.run)

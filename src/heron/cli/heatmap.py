@@ -162,17 +162,14 @@ def run(args: argparse.Namespace) -> int:
     """Write one heatmap PNG per image; exit 2 when an image could not be used."""
     import torch
 
-    from heron.cli.predict import expand, report_expanded
+    from heron.cli.predict import files_to_read
     from heron.data.images import load_image
     from heron.interpret.cam import choose_method, class_maps, probabilities
     from heron.interpret.heatmap import network_view, save_heatmap
     from heron.interpret.overlay import model_input
 
     source, image_args = _load(args)
-    files, missing, skipped = expand(image_args)
-    report_expanded(missing, skipped)
-    if not files:
-        raise ImageError(f"{' '.join(image_args)}: no images to draw; give image files or folders of images")
+    files, _, missing = files_to_read(image_args, "no images to draw; give image files or folders of images")
     wanted = _class_index(args.class_name, source.labels)
     method = choose_method(source.model) if args.method == "auto" else args.method
     maps_from = _map_model(source, args.hires)

@@ -64,6 +64,19 @@ def report_expanded(missing: list[str], skipped: list[str]) -> None:
         print(f"heron: the image extensions read are {', '.join(sorted(IMAGE_EXTENSIONS))}", file=sys.stderr)
 
 
+def files_to_read(arguments: list[str], nothing: str) -> tuple[list[Path], set[Path], bool]:
+    """The arguments' image files, folders expanded and what was skipped said on stderr:
+    (files, the files named on the command line, whether a named argument was missing).
+
+    ImageError "`arguments`: `nothing`" when no file is left to read.
+    """
+    files, missing, skipped = expand(arguments)
+    report_expanded(missing, skipped)
+    if not files:
+        raise ImageError(f"{' '.join(arguments)}: {nothing}")
+    return files, {Path(a) for a in arguments if Path(a).is_file()}, bool(missing)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print predictions; exit 2 when a file named on the command line could not be used.
 
@@ -72,12 +85,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from heron.serve.onnx_model import is_onnx_path
 
-    files, missing, skipped = expand(args.images)
-    report_expanded(missing, skipped)
-    if not files:
-        raise ImageError(f"{' '.join(args.images)}: nothing to predict; give image files or folders of images")
-    named = {Path(a) for a in args.images if Path(a).is_file()}
-    failed_named = bool(missing)
+    files, named, failed_named = files_to_read(args.images, "nothing to predict; give image files or folders of images")
     if is_onnx_path(args.model):
         engine, precision, results = _onnx_predictions(args, files)
     else:

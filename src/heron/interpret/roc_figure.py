@@ -71,12 +71,15 @@ def _mark(ax, far_value: float, tar_value: float, colour: str, marker: str, labe
 
 
 def save_roc_figure(path: str | os.PathLike, far, tar, tau_far: float | None = None, title: str = "",
-                    points: Mapping[str, float] | None = None, tau: float | None = None) -> Path:
+                    points: Mapping[str, float] | None = None, tau: float | None = None,
+                    tau_tar: float | None = None) -> Path:
     """Draw TAR against FAR (log x, 1e-4 to 1) and write it as a PNG at `path` atomically.
 
     `far`, `tar`: the ROC (e.g. `heron.tasks.faces.verification.roc`).
     `tau_far`: the FAR of the operating threshold, marked with a star (with
-    `tau` itself in its label when given). `points` maps a label to a FAR at
+    `tau` itself in its label when given) at `tau_tar`, the TAR counted at
+    tau (default: the curve's best TAR within `tau_far`, which is higher
+    when tau lies below the curve's corner). `points` maps a label to a FAR at
     which the TAR is marked; by default FAR 1e-2 and 1e-3. FARs below the
     smallest one measured (one false accept) are shaded: the data cannot
     resolve them.
@@ -115,7 +118,7 @@ def save_roc_figure(path: str | os.PathLike, far, tar, tau_far: float | None = N
             _mark(ax, float(at), value, _POINT_COLOURS[k % len(_POINT_COLOURS)], "o",
                   f"TAR {value:.1%} at {_label(name, 24)}", size=7, zorder=5)
     if tau_far is not None and math.isfinite(float(tau_far)):
-        value = tar_at(far, tar, float(tau_far))
+        value = tar_at(far, tar, float(tau_far)) if tau_tar is None else float(tau_tar)
         if math.isfinite(value):
             where = f"tau {tau:.3f}: " if tau is not None else "operating point: "
             _mark(ax, float(tau_far), value, _OPERATING, "*",

@@ -135,16 +135,17 @@ def evaluate_faces(run_path: str | Path, data: str | Path, enrol_per_person: int
     folder = Path(out) if out is not None else run.path
     png = Path(out_png) if out_png is not None else folder / ("roc.png" if out is not None else "evaluation_roc.png")
     folder.mkdir(parents=True, exist_ok=True)
-    _draw(png, roc, run.tau, metrics["far_at_tau"])
+    _draw(png, roc, run.tau, metrics["far_at_tau"], metrics["tar_at_tau"])
     metrics["roc_png"] = str(png)
     atomic_write_json(folder / "evaluation.json", metrics)
     return metrics
 
 
-def _draw(path: Path, roc: dict, tau: float, tau_far: float) -> None:
+def _draw(path: Path, roc: dict, tau: float, tau_far: float, tau_tar: float) -> None:
     from heron.interpret.roc_figure import save_roc_figure
 
-    save_roc_figure(path, roc["far"], roc["tar"], tau_far=tau_far, tau=tau, title="verification ROC")
+    save_roc_figure(path, roc["far"], roc["tar"], tau_far=tau_far, tau=tau, tau_tar=tau_tar,
+                    title="verification ROC")
 
 
 def _people(count: int) -> str:

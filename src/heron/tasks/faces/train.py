@@ -536,8 +536,9 @@ def _draw_roc(job: _Job, roc: dict, tau: float) -> None:
     """roc.png: the held-out people's ROC with tau's operating point marked."""
     from heron.interpret.roc_figure import save_roc_figure
 
-    tau_far = float(np.mean(roc["distances"][~roc["same"]] <= tau))
-    save_roc_figure(job.run / "roc.png", roc["far"], roc["tar"], tau_far=tau_far, tau=tau,
+    accepted = roc["distances"] <= tau
+    tau_far, tau_tar = float(np.mean(accepted[~roc["same"]])), float(np.mean(accepted[roc["same"]]))
+    save_roc_figure(job.run / "roc.png", roc["far"], roc["tar"], tau_far=tau_far, tau=tau, tau_tar=tau_tar,
                     title=f"{len(job.valid.names)} held-out people")
 
 
