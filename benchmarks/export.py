@@ -7,10 +7,10 @@ synthetic shapes) with the default recipe: pretrained EfficientNet-Lite0 at
 runs), then the same uint8 batches of the validation photos, decoded and
 resized beforehand (decoding excluded), run through:
 
-- torch fp32 as `heron predict --model RUN` runs it (the baseline): the
-  run's `ClassifierModel`, channels_last, inference mode, softmax;
+- torch fp32, the plain network (the baseline): the run's
+  `ClassifierModel` as trained, channels_last, inference mode, softmax;
 - torch fp32 with batch norm folded (`heron.transfer.engine.inference_copy`),
-  the torch engine's form, for reference;
+  the torch engine's form, as `heron predict --model RUN` runs it;
 - ONNX Runtime on the exported file (`heron.serve.onnx_model.OnnxClassifier`),
   at torch's thread count.
 
@@ -130,8 +130,8 @@ def main() -> None:
         loaded = load_run(run)
         batches = _batches(run, loaded.pre, args.batch_size, args.batches)
         onnx_model = OnnxClassifier(out, threads=torch.get_num_threads())
-        runners = [("torch fp32 (heron predict --model RUN)", _torch_runner(loaded.model)),
-                   ("torch fp32, batch norm folded", _torch_runner(inference_copy(loaded.model))),
+        runners = [("torch fp32, plain network", _torch_runner(loaded.model)),
+                   ("torch fp32, batch norm folded (heron predict)", _torch_runner(inference_copy(loaded.model))),
                    ("onnxruntime fp32 (exported model.onnx)", onnx_model.predict)]
         reference = runners[0][1](batches[0])
         print(f"run {run} ({loaded.config.arch}, input {tuple(loaded.pre.size)}, {len(loaded.classes)} classes); "

@@ -51,3 +51,31 @@ def test_compiled_engine_predicts_what_torch_predicts(photos, tmp_path):
     for a, b in zip(compiled, torch_top):
         assert all(abs(x["prob"] - y["prob"]) <= 2e-4 for x, y in zip(a, b))
     assert any(tmp_path.iterdir())  # the engine was kept where it was asked to be
+
+
+def test_a_trained_networks_torch_predictions_fold_batch_norm_and_keep_its_probabilities(photos, monkeypatch):
+    import torch
+
+    from heron.data.images import load_image
+    from heron.data.transforms import Preprocessing, eval_transform
+    from heron.models import build
+    from heron.tasks.classify import predict_files
+    from heron.transfer import engine as engines
+    from heron.transfer.heads import GapHead
+    from heron.transfer.model import ClassifierModel
+
+    torch.manual_seed(0)
+    backbone = build("efficientnet_lite0", weights="imagenet")
+    model = ClassifierModel(backbone, GapHead(backbone.num_features, 3), (0.5,) * 3, (0.5,) * 3).eval()
+    pre = Preprocessing(size=(128, 128), crop_pct=1.0)
+    folded = []
+    real_fold = engines.fold_batchnorm
+    monkeypatch.setattr(engines, "fold_batchnorm", lambda m: folded.append(1) or real_fold(m))
+    files = sorted(photos.glob("*.png"))
+    got = {path: probs for path, probs, _ in predict_files(model, files, pre, batch_size=4, workers=0)}
+    with torch.inference_mode():  # the network as trained: batch norm layers in place
+        x = torch.stack([eval_transform(pre)(load_image(p)) for p in files]).float() / 255.0
+        expected = torch.softmax(model(x), dim=1)
+    assert folded  # the engine ran a copy with batch norm folded
+    for path, want in zip(files, expected):
+        assert torch.allclose(got[path], want, atol=1e-5)

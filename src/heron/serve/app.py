@@ -105,20 +105,16 @@ class _TorchRun(_Served):
         self.model = loaded.model.eval().to(memory_format=torch.channels_last)
         engine, precision = prediction_engine(_MANY_IMAGES, settings.engine, settings.precision)
         self.engine = f"{engine}, precision {precision}"
-        self.compiled = None
-        if (engine, precision) != ("torch", "fp32"):
-            from heron.models._weights import cache_dir
-            from heron.transfer.engine import create_engine
+        from heron.models._weights import cache_dir
+        from heron.transfer.engine import create_engine
 
-            self.compiled = create_engine(self.model, engine, precision, "cpu", cache_dir() / "engines",
-                                          threads=torch.get_num_threads(), method="forward")
+        # every engine, torch fp32 included, runs a copy with batch norm folded; the heatmap uses `model`
+        self.compiled = create_engine(self.model, engine, precision, "cpu", cache_dir() / "engines",
+                                      threads=torch.get_num_threads(), method="forward")
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            if self.compiled is not None:  # an engine takes the uint8 batch and scales it itself
-                return probabilities(self.compiled(batch), self.multilabel)
-            x = batch.float().div_(255.0).contiguous(memory_format=torch.channels_last)
-            return probabilities(self.model(x), self.multilabel)
+            return probabilities(self.compiled(batch), self.multilabel)  # the engine scales the uint8 batch
 
     def heatmap(self, image: torch.Tensor, class_index: int | None, alpha: float):
         return overlay_image(self.model, self.pre, image, class_index=class_index, alpha=alpha,

@@ -955,8 +955,9 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
 
     `model` takes images as floats in [0, 1]; decoding runs in workers when
     there are more files than one batch (`plan_threads` when `workers` is
-    None). With another engine or precision than torch fp32 the network runs
-    through `heron.transfer.engine.create_engine`, compiled into `engine_dir`.
+    None). The network runs through `heron.transfer.engine.create_engine`
+    (torch fp32 included: a copy with batch norm folded), compiled engines
+    into `engine_dir`; a `--metadata` model runs as it is.
     """
     from tqdm.auto import tqdm
 
@@ -965,7 +966,7 @@ def predict_files(model: nn.Module, paths: list[Path], pre: Preprocessing, batch
 
     _, loader, plan = file_loader(paths, eval_transform(pre), batch_size, workers, pre.decode_min_size())
     model.eval()
-    compiled = (engine, precision) != ("torch", "fp32") and metadata is None
+    compiled = metadata is None  # torch fp32 too: its engine folds batch norm (1.4x, benchmarks/export.py)
     if compiled:  # an engine takes the uint8 batch as it comes and scales it itself
         model = create_engine(model, engine, precision, "cpu", engine_dir, threads=plan.threads, method="forward")
     bar = tqdm(total=len(paths), unit="img", disable=not progress, leave=False)
