@@ -76,6 +76,11 @@ class SequenceTaskConfig:
     quiet: bool = False
     device: str = "cpu"
 
+    def check_sizes(self) -> None:
+        """DataError unless epochs, batch size and max length are each at least 1."""
+        if self.epochs < 1 or self.batch_size < 1 or self.max_len < 1:
+            raise DataError("epochs, batch size and max length must be at least 1")
+
 
 def task_model(config: SequenceTaskConfig, num_outputs: int, vocab_size: int, output: str) -> SequenceModel:
     """The recurrent network a text or tagging config describes; `output` "last" or "sequence"."""
@@ -227,13 +232,16 @@ def fit_model(model: nn.Module, train_batches, valid_batches, epochs: int, lr: f
 
 
 def write_run(run: RunFolder, task: str, options: dict, net: SequenceModel, tokenizer: Tokenizer,
-              labels_name: str, labels: Sequence[str], result: dict) -> None:
-    """config.json, tokenizer.json, the label list (one per line) and model.safetensors."""
+              labels_name: str, labels: Sequence[str], result: dict, history: list[dict]) -> None:
+    """config.json, tokenizer.json, the label list (one per line), model.safetensors and history.png."""
+    from heron.interpret.plots import plot_history
+
     tokenizer.save(run / "tokenizer.json")
     run.write_text(labels_name, "".join(f"{label}\n" for label in labels))
     save_weights(net, run / "model.safetensors", metadata={"format": f"heron.{task}"})
     run.write_json("config.json", {"task": task, "options": options, "model": net.config,
                                    "labels_file": labels_name, "labels": list(labels), "result": result})
+    plot_history(history, run / "history.png")
 
 
 @dataclass

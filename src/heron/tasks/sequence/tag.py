@@ -81,8 +81,7 @@ def encode_tokens(tokenizer: WordTokenizer, tokens: list[str]) -> list[int]:
 def train(config: TagConfig) -> TagRun:
     """Train a tagger on `config.data`; the run folder holds the model and its scores."""
     started = time.time()
-    if config.epochs < 1 or config.batch_size < 1 or config.max_len < 1:
-        raise DataError("epochs, batch size and max length must be at least 1")
+    config.check_sizes()
     torch.manual_seed(config.seed)
     train_set, valid_set = _splits(config)
     tags = train_set.tag_set
@@ -100,10 +99,7 @@ def train(config: TagConfig) -> TagRun:
     metrics = _score(net, tokenizer, valid_set, tags) if len(valid_set) else {"accuracy": None}
     metrics.update(train_sentences=len(train_set), valid_sentences=len(valid_set), vocab=len(tokenizer),
                    epochs_run=len(learner.history), seconds=round(time.time() - started, 1))
-    write_run(run, TASK, asdict(config), net, tokenizer, "tags.txt", tags, metrics)
-    from heron.interpret.plots import plot_history
-
-    plot_history(learner.history, run / "history.png")
+    write_run(run, TASK, asdict(config), net, tokenizer, "tags.txt", tags, metrics, learner.history)
     return TagRun(run.path, tags, metrics, learner.history)
 
 

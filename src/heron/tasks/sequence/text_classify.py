@@ -87,16 +87,14 @@ def train(config: TextConfig) -> TextRun:
     metrics = _score(learner, valid_dl, classes, run)
     metrics.update(train_texts=len(train_rows), valid_texts=len(valid_rows), vocab=len(tokenizer),
                    epochs_run=len(learner.history), seconds=round(time.time() - started, 1))
-    write_run(run, TASK, asdict(config), net.cpu(), tokenizer, "classes.txt", classes, metrics)
-    _plot_history(learner.history, run)
+    write_run(run, TASK, asdict(config), net.cpu(), tokenizer, "classes.txt", classes, metrics, learner.history)
     return TextRun(run.path, classes, metrics, learner.history)
 
 
 def _check(config: TextConfig) -> None:
     if config.level not in LEVELS:
         raise DataError(f"level must be one of {', '.join(LEVELS)}; got {config.level!r}")
-    if config.epochs < 1 or config.batch_size < 1 or config.max_len < 1:
-        raise DataError("epochs, batch size and max length must be at least 1")
+    config.check_sizes()
 
 
 def _splits(config: TextConfig) -> tuple[LabelledTexts, LabelledTexts]:
@@ -157,12 +155,6 @@ def _score(learner, valid_dl, classes: list[str], run: RunFolder) -> dict:
     plot_confusion(matrix, classes, run / "confusion.png")
     return {"accuracy": scores["valid_accuracy"], "valid_loss": scores["valid_loss"],
             "confusion": matrix.tolist()}
-
-
-def _plot_history(history: list[dict], run: RunFolder) -> None:
-    from heron.interpret.plots import plot_history
-
-    plot_history(history, run / "history.png")
 
 
 def load_classifier(path: str | Path) -> LoadedSequenceRun:
