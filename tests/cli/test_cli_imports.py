@@ -51,7 +51,15 @@ def test_parsing_every_command_line_imports_nothing_heavy():
         "parser.parse_args(['faces', 'liveness', 'train', 'data', '--frames-per-video', '4', '--unfreeze', 'all'])\n"
         "parser.parse_args(['faces', 'liveness', 'predict', 'run', 'a.png', '--threshold', '0.7'])\n"
         "parser.parse_args(['export', 'run', '--format', 'onnx', '-o', 'm.onnx'])\n"
-        "parser.parse_args(['serve', 'run', '--host', '0.0.0.0', '--port', '0'])"
+        "parser.parse_args(['serve', 'run', '--host', '0.0.0.0', '--port', '0'])\n"
+        "parser.parse_args(['series', 'train', 'x.tsv', '--test', 'y.tsv', '--model', 'gru'])\n"
+        "parser.parse_args(['series', 'predict', 'run', 'y.tsv'])\n"
+        "parser.parse_args(['text', 'train', 'x.csv', '--epochs', '2'])\n"
+        "parser.parse_args(['tag', 'predict', 'run', 'a b'])\n"
+        "parser.parse_args(['lm', 'train', 'book.txt', '--cell', 'gru'])\n"
+        "parser.parse_args(['lm', 'sample', 'run', '-n', '20'])\n"
+        "parser.parse_args(['translate', 'demo'])\n"
+        "parser.parse_args(['style', 'a.jpg', 'b.jpg', '-o', 'out.png'])"
     )
     assert _loaded_after(code)["loaded"] == []
 
