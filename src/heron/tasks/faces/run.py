@@ -26,7 +26,7 @@ import torch
 from heron.data.images import load_image
 from heron.data.transforms import Preprocessing, eval_transform
 from heron.errors import DataError, ImageError
-from heron.models import load_state_dict_file, load_weights, save_weights
+from heron.models import load_weights, save_weights
 from heron.tasks.faces.encoder import FaceEncoder, build_encoder
 from heron.train.run import RunFolder
 
@@ -135,7 +135,7 @@ def save_face_run(folder: str | Path, encoder: FaceEncoder, config: dict, tau: f
         "tau": float(tau),
         "dim": int(encoder.dim),
         "preprocessing": pre.to_dict(),
-        "encoder_hash": tensors_hash(load_state_dict_file(run / WEIGHTS)),
+        "encoder_hash": tensors_hash(encoder.state_dict()),  # what load_face_run will hash
         "metrics": metrics or {},
     }
     if roc is not None:
@@ -156,10 +156,10 @@ def load_face_run(path: str | Path) -> FaceRun:
         raise DataError(f"{path}: config.json has no face-run result (tau); is it a `heron faces train` run?")
     pre = Preprocessing.from_dict(result["preprocessing"])
     encoder, _ = build_encoder(saved["arch"], weights=None, dim=int(result["dim"]), preprocessing=pre)
-    state = load_state_dict_file(run / WEIGHTS)
-    load_weights(encoder, run / WEIGHTS)
+    load_weights(encoder, run / WEIGHTS)  # strict: the state dict holds exactly the file's tensors
+    digest = tensors_hash(encoder.state_dict())
     encoder = encoder.eval().to(memory_format=torch.channels_last)
-    return FaceRun(encoder, pre, float(result["tau"]), tensors_hash(state), run.path,
+    return FaceRun(encoder, pre, float(result["tau"]), digest, run.path,
                    bool(saved.get("crop_faces", False)), saved)
 
 
