@@ -108,19 +108,6 @@ def _imagenet_source(arch: str, weights: str | None) -> Source:
     return Source(net, pre, labels, mean_std=(mean, std))
 
 
-def _class_index(name: str | None, labels: list[str]) -> int | None:
-    """`--class NAME` as an index: exact, else case-insensitive; an unknown name is a one-line error."""
-    if name is None:
-        return None
-    if name in labels:
-        return labels.index(name)
-    folded = [label.lower() for label in labels]
-    if name.lower() in folded:
-        return folded.index(name.lower())
-    shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
-    raise ModelError(f"--class {name}: not a class of this model; its classes: {shown}")
-
-
 def _map_model(source: Source, hires: bool) -> nn.Module:
     """The model the maps come from: the source's own, or a copy with its last stride dilated."""
     if not hires:
@@ -166,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
     from heron.data.images import load_image
     from heron.interpret.cam import choose_method, class_maps, probabilities
     from heron.interpret.heatmap import network_view, save_heatmap
-    from heron.interpret.overlay import model_input
+    from heron.interpret.overlay import find_class, model_input
 
     source, image_args = _load(args)
     files, _, missing = files_to_read(image_args, "no images to draw; give image files or folders of images")
-    wanted = _class_index(args.class_name, source.labels)
+    wanted = find_class(args.class_name, source.labels, "--class")
     method = choose_method(source.model) if args.method == "auto" else args.method
     maps_from = _map_model(source, args.hires)
     out, used, failed = Path(args.out), set(), bool(missing)

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from heron.data.transforms import Preprocessing, eval_transform
+from heron.errors import ModelError
 from heron.interpret.cam import class_maps, choose_method
 from heron.interpret.heatmap import DISPLAY_SIDE, blend, network_view
 
-__all__ = ["Overlay", "model_input", "overlay_image", "png_bytes"]
+__all__ = ["Overlay", "find_class", "model_input", "overlay_image", "png_bytes"]
 
 
 @dataclass
@@ -71,3 +72,23 @@ def png_bytes(picture: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+def find_class(name: str | None, labels: list[str], asked_as: str = "class") -> int | None:
+    """The index of the class to map: `name` exactly, else case-insensitively, else a class number;
+    None when no class is asked for (the most probable one is mapped).
+
+    ModelError naming `asked_as` (the flag or parameter) and the model's classes for an unknown name.
+    """
+    if name is None or name == "":
+        return None
+    if name in labels:
+        return labels.index(name)
+    folded = [label.lower() for label in labels]
+    if name.lower() in folded:
+        return folded.index(name.lower())
+    if name.isdigit() and int(name) < len(labels):
+        return int(name)
+    shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+    raise ModelError(f"{asked_as} {name}: not a class of this model; its classes: {shown}")
+

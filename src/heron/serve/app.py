@@ -50,7 +50,7 @@ from heron.data.images import decode_image
 from heron.data.transforms import Preprocessing, eval_transform
 from heron.errors import HeronError, ModelError
 from heron.interpret.cam import probabilities
-from heron.interpret.overlay import overlay_image
+from heron.interpret.overlay import find_class, overlay_image
 from heron.serve.batcher import InferenceQueue, QueueFull
 from heron.serve.limits import (RequestRejected, ServeSettings, check_declared_length, check_part_size,
                                 check_part_type, check_request_type, limited_receive)
@@ -282,21 +282,6 @@ async def _answer(queue: InferenceQueue, settings: ServeSettings, kind: str, job
         raise RequestRejected(422, str(err)) from None
 
 
-def _class_index(value: str | None, classes: list[str]) -> int | None:
-    """`?class=` as an index: a class name (exact, else case-insensitive) or its number."""
-    if value is None or value == "":
-        return None
-    if value in classes:
-        return classes.index(value)
-    folded = [c.lower() for c in classes]
-    if value.lower() in folded:
-        return folded.index(value.lower())
-    if value.isdigit() and int(value) < len(classes):
-        return int(value)
-    shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
-    raise RequestRejected(400, f"class {value!r} is not one of this model's classes: {shown}")
-
-
 # ---- the page -------------------------------------------------------------------------------
 def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
@@ -389,7 +374,10 @@ def create_app(run: str | Path, settings: ServeSettings | None = None) -> FastAP
         if not served.heatmaps:
             raise RequestRejected(501, "heatmaps need the run folder's network; serve the run folder "
                                        "instead of its ONNX export")
-        index = _class_index(class_name, served.classes)
+        try:
+            index = find_class(class_name, served.classes, "?class=")
+        except ModelError as err:
+            raise RequestRejected(400, str(err)) from None
         upload = await _receive(request, queue, settings)
         shown = await _answer(queue, settings, "heatmap",
                               _HeatmapJob(upload, index, settings.alpha if alpha is None else alpha))
