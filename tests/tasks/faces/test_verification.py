@@ -162,3 +162,14 @@ def test_too_few_pairs_take_the_cautious_fitted_threshold():
     assert "too few" in rule or "nearest" in rule
     tau_measured, rule_measured = choose_threshold(distances, same, "far", 2e-2)
     assert tau_measured == v.threshold_for_far(distances, same, 2e-2) and "measured" in rule_measured
+
+
+def test_a_curve_computed_once_gives_the_same_thresholds_and_rates():
+    rng = np.random.default_rng(5)
+    distances = np.r_[rng.normal(0.6, 0.2, 300), rng.normal(1.1, 0.2, 3000)]
+    same = np.r_[np.ones(300, bool), np.zeros(3000, bool)]
+    curve = v.roc(distances, same)
+    for far in (1e-3, 1e-2, 0.1):
+        assert v.tar_at_far(distances, same, far, curve=curve) == v.tar_at_far(distances, same, far)
+        assert v.threshold_for_far(distances, same, far, curve=curve) == v.threshold_for_far(distances, same, far)
+    assert v.best_accuracy_threshold(distances, same, curve=curve) == v.best_accuracy_threshold(distances, same)

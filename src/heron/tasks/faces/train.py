@@ -216,9 +216,9 @@ def pair_metrics(embeddings: np.ndarray, labels: list[int], target_far: float, s
     roc = V.roc(distances, same)
     metrics = {
         "auc": float(roc["auc"]),
-        "tar_at_far_1e-2": float(V.tar_at_far(distances, same, 1e-2)),
-        "tar_at_far_1e-3": float(V.tar_at_far(distances, same, 1e-3)),
-        "tar_at_target_far": float(V.tar_at_far(distances, same, target_far)),
+        "tar_at_far_1e-2": float(V.tar_at_far(distances, same, 1e-2, curve=roc)),
+        "tar_at_far_1e-3": float(V.tar_at_far(distances, same, 1e-3, curve=roc)),
+        "tar_at_target_far": float(V.tar_at_far(distances, same, target_far, curve=roc)),
         "same_pairs": int(np.sum(same)),
         "different_pairs": int(np.sum(~np.asarray(same, dtype=bool))),
     }
@@ -236,9 +236,10 @@ def choose_threshold(distances: np.ndarray, same: np.ndarray, how: str, target_f
     """
     from heron.tasks.faces import verification as V
 
+    curve = V.roc(distances, same)
     if how == "accuracy":
-        return float(V.best_accuracy_threshold(distances, same)), "best accuracy"
-    tau = float(V.threshold_for_far(distances, same, target_far))
+        return float(V.best_accuracy_threshold(distances, same, curve=curve)), "best accuracy"
+    tau = float(V.threshold_for_far(distances, same, target_far, curve=curve))
     different = int(np.sum(~np.asarray(same, dtype=bool)))
     if different * target_far >= 1:
         return tau, f"FAR {target_far:g} measured on {different} different-person pairs"

@@ -157,14 +157,14 @@ def _operating_index(curve: dict, target_far: float) -> int:
     return int(np.searchsorted(curve["far"], target_far, side="right")) - 1
 
 
-def threshold_for_far(distances, same, target_far: float = 1e-3) -> float:
+def threshold_for_far(distances, same, target_far: float = 1e-3, curve: dict | None = None) -> float:
     """The largest tau (an observed distance) whose false accept rate is <= `target_far`.
 
     When even the nearest different-person pair breaks the target (too few
     pairs to resolve it), tau lies just below every distance: nobody is
-    accepted and FAR is 0.
+    accepted and FAR is 0. `curve`: `roc(distances, same)` when the caller has it.
     """
-    curve = roc(distances, same)
+    curve = roc(distances, same) if curve is None else curve
     return float(curve["thresholds"][_operating_index(curve, target_far)])
 
 
@@ -186,15 +186,16 @@ def normal_tail_threshold(distances, same, target_far: float = 1e-3) -> float:
     return float(different.mean() + different.std(ddof=1) * NormalDist().inv_cdf(target_far))
 
 
-def tar_at_far(distances, same, far: float) -> float:
-    """The true accept rate at `threshold_for_far(distances, same, far)`."""
-    curve = roc(distances, same)
+def tar_at_far(distances, same, far: float, curve: dict | None = None) -> float:
+    """The true accept rate at `threshold_for_far(distances, same, far)`; `curve` as there."""
+    curve = roc(distances, same) if curve is None else curve
     return float(curve["tar"][_operating_index(curve, far)])
 
 
-def best_accuracy_threshold(distances, same) -> float:
-    """The tau (an observed distance) with the highest verification accuracy; the smallest on ties."""
-    curve = roc(distances, same)
+def best_accuracy_threshold(distances, same, curve: dict | None = None) -> float:
+    """The tau (an observed distance) with the highest verification accuracy; the smallest on ties.
+    `curve`: `roc(distances, same)` when the caller has it."""
+    curve = roc(distances, same) if curve is None else curve
     s = np.asarray(same).reshape(-1).astype(bool)
     n_same, n_different = int(s.sum()), int((~s).sum())
     correct = curve["tar"] * n_same + (1.0 - curve["far"]) * n_different
