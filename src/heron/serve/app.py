@@ -141,8 +141,10 @@ class _OnnxModel(_Served):
 
 def load_served(run: str | Path, settings: ServeSettings) -> _Served:
     """The model of `run`: a run folder, or a `.onnx` file."""
+    from heron.serve.onnx_model import is_onnx_path
+
     path = Path(run)
-    if path.suffix.lower() == ".onnx":
+    if is_onnx_path(path):  # as `heron predict --model` decides
         return _OnnxModel(path, settings)
     return _TorchRun(path, settings)
 
